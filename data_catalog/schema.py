@@ -1,0 +1,137 @@
+"""Typed schema of a catalog entry: what a data set is, where its files are, how it is split and windowed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Variable(_Strict):
+    """One variable as named in the source files, optionally at chosen pressure levels."""
+
+    name: str = Field(description="variable name inside the source files, e.g. t2m, z, t")
+    levels: list[int] | None = Field(None, description="pressure levels (hPa) to keep; None for a surface field")
+    pattern: str | None = Field(None, description="glob for the files holding this variable, relative to the data root")
+    aliases: list[str] = Field(default_factory=list, description="other names this variable may carry in files")
+
+    def channel_names(self) -> list[str]:
+        return [self.name] if self.levels is None else [f"{self.name}{lev}" for lev in self.levels]
+
+
+class Period(_Strict):
+    """A split: absolute dates (end inclusive; a date alone covers the whole day), or the last stretch
+    of data not yet taken by a later split (`last: 28D`), or everything before the later splits (`rest`)."""
+
+    start: dt.datetime | dt.date | None = None
+    end: dt.datetime | dt.date | None = None
+    last: str | None = None
+    rest: bool = False
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Period":
+        forms = [self.start is not None or self.end is not None, self.last is not None, self.rest]
+        if sum(forms) != 1:
+            raise ValueError("give either start/end, or last, or rest: true")
+        if forms[0] and (self.start is None or self.end is None):
+            raise ValueError("an absolute period needs both start and end")
+        if self.last is not None:
+            try:
+                if pd.Timedelta(self.last) <= pd.Timedelta(0):
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"last must be a positive duration like 28D or 4W, got {self.last!r}") from None
+        return self
+
+
+class Splits(_Strict):
+    train: Period
+    validation: Period
+    test: Period
+
+
+class Window(_Strict):
+    input: int = Field(ge=1, description="frames in (T_in)")
+    output: int = Field(ge=1, description="frames out (T_out)")
+    stride: int = Field(1, ge=1, description="step between window starts")
+
+    @property
+    def length(self) -> int:
+        return self.input + self.output
+
+
+class Extent(_Strict):
+    """Geographic box in degrees. For lon/lat grids ingest crops to it; for other grids it georeferences them."""
+
+    lat: tuple[float, float]
+    lon: tuple[float, float]
+    approximate: bool = Field(False, description="true where the box is known only roughly")
+
+    @field_validator("lat")
+    @classmethod
+    def _lat_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not (-90 <= v[0] < v[1] <= 90):
+            raise ValueError(f"latitude range must satisfy -90 <= min < max <= 90, got {list(v)}")
+        return v
+
+
+class Source(_Strict):
+    pattern: str = Field(description="glob of source files, relative to the root")
+    root: Literal["data", "bundled"] = Field(
+        "data", description="data: the data root (SIMCAST_DATA_ROOT, default ./data); bundled: samples shipped with simcast"
+    )
+
+
+class DatasetEntry(_Strict):
+    name: str
+    kind: Literal["weatherbench", "taxibj"]
+    description: str = ""
+    source: Source
+    variables: list[Variable] = Field(min_length=1)
+    time_step: str = Field(description="pandas offset alias, e.g. 1h or 30min")
+    splits: Splits
+    window: Window
+    normalization: Literal["zscore", "minmax"] = "zscore"
+    extent: Extent | None = None
+    grid: tuple[int, int] | None = Field(None, description="expected (rows, cols); checked at ingest")
+    store: str = Field(description="Zarr store path, relative to the store root unless absolute")
+    gaps: Literal["error", "record"] = Field(
+        "error", description="error: a gap, or a NaN, stops the ingest; record: listed in missing_times, windows skip it"
+    )
+    incomplete_days: Literal["keep", "drop"] = Field(
+        "keep", description="taxibj, with gaps: record: keep the slots an incomplete day has, or drop the whole day (DeepST)"
+    )
+    holidays: str | None = Field(None, description="file of YYYYMMDD holidays, relative to the source root")
+
+    @field_validator("time_step")
+    @classmethod
+    def _valid_step(cls, v: str) -> str:
+        try:
+            step = pd.Timedelta(v)
+        except ValueError:
+            raise ValueError(f"not a time step: {v!r} (use e.g. 1h, 6h, 30min)") from None
+        if step <= pd.Timedelta(0):
+            raise ValueError(f"time step must be positive, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _kind_rules(self) -> "DatasetEntry":
+        if self.kind == "taxibj" and [v.name for v in self.variables] != ["inflow", "outflow"]:
+            raise ValueError("taxibj entries have exactly the variables inflow and outflow")
+        names = self.channel_names()
+        if len(set(names)) != len(names):
+            raise ValueError(f"channel names repeat: {names}")
+        return self
+
+    @property
+    def step(self) -> pd.Timedelta:
+        return pd.Timedelta(self.time_step)
+
+    def channel_names(self) -> list[str]:
+        return [c for v in self.variables for c in v.channel_names()]
