@@ -34,6 +34,14 @@ class Period(_Strict):
     last: str | None = None
     rest: bool = False
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _date_only_is_a_date(cls, v):
+        # "2015-12-31" means the whole day, not its first instant
+        if isinstance(v, str) and len(v.strip()) == 10:
+            return dt.date.fromisoformat(v.strip())
+        return v
+
     @model_validator(mode="after")
     def _one_form(self) -> "Period":
         forms = [self.start is not None or self.end is not None, self.last is not None, self.rest]

@@ -47,15 +47,16 @@ def one_line_errors(fn):
 @catalog_app.command("list")
 @one_line_errors
 def catalog_list() -> None:
-    """One line per data set: name, kind, grid, time step, store."""
+    """One line per data set: name, kind, channels, grid, time step, window."""
     cat = data_catalog.load_catalog()
     table = Table(title=f"catalog {cat.path}")
-    for col in ("name", "kind", "channels", "grid", "step", "window", "store"):
+    table.add_column("name", no_wrap=True)
+    for col in ("kind", "channels", "grid", "step", "window"):
         table.add_column(col)
     for e in cat:
         grid = "x".join(map(str, e.grid)) if e.grid else "-"
         table.add_row(e.name, e.kind, ",".join(e.channel_names()), grid, e.time_step,
-                      f"{e.window.input}->{e.window.output}", str(data_catalog.store_path(e)))
+                      f"{e.window.input}->{e.window.output}")
     out.print(table)
 
 

@@ -158,7 +158,11 @@ def ingest(name: str | DatasetEntry, source: str | None = None, store: str | Pat
     if existing is not None and existing.get("fingerprint") == fp and not force:
         return IngestResult(target, skipped=True, summary=json.loads(existing["summary"]))
 
-    ds = read_source(entry, files_by_var)
+    with read_source(entry, files_by_var) as raw:
+        return _ingest(entry, raw, files, described, fp, target, dask_address, progress)
+
+
+def _ingest(entry, ds, files, described, fp, target, dask_address, progress) -> IngestResult:
     ds = _resample_to_step(ds, entry)
     _check_grid(ds, entry)
     times = pd.DatetimeIndex(ds["time"].values)

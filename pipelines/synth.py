@@ -157,7 +157,7 @@ def traffic_flows(times: pd.DatetimeIndex, rows: int, cols: int, seed: int) -> n
     centre = sum(np.exp(-((y - a) ** 2 + (x - b) ** 2) / 0.02) for a, b in hubs)
     suburbs = 1.0 - 0.5 * centre / centre.max()
     hour = np.asarray(times.hour + times.minute / 60.0)[:, None, None]
-    weekend = np.asarray(times.dayofweek >= 5)[:, None, None]
+    weekend = np.asarray(times.day_of_week >= 5)[:, None, None]
     morning = np.exp(-((hour - 8.5) ** 2) / 2.0)
     evening = np.exp(-((hour - 18.0) ** 2) / 3.0)
     base = 0.3 + 0.7 * np.exp(-((hour - 14.0) ** 2) / 30.0)

@@ -36,12 +36,12 @@ def decode_slots(path: Path, raw: np.ndarray, step: pd.Timedelta) -> pd.Datetime
     text = np.char.decode(raw.astype("S10"), "ascii") if raw.dtype.kind == "S" else raw.astype(str)
     ok = np.char.isdigit(text) & (np.char.str_len(text) == 10)
     if not ok.all():
-        raise InputError(path, f"date value {text[~ok][0]!r} is not YYYYMMDDSS")
+        raise InputError(path, f"date value {str(text[~ok][0])!r} is not YYYYMMDDSS")
     slot = text.astype("U10").view("U1").reshape(-1, 10)[:, 8:].astype(object).sum(axis=1).astype(int)
     days = pd.to_datetime(np.array([t[:8] for t in text]), format="%Y%m%d", errors="coerce")
     if days.hasnans or ((slot < 1) | (slot > slots_per_day)).any():
         i = int(np.flatnonzero(days.isna() | (slot < 1) | (slot > slots_per_day))[0])
-        raise InputError(path, f"date value {text[i]!r} is not a valid day and slot 01..{slots_per_day:02d}")
+        raise InputError(path, f"date value {str(text[i])!r} is not a valid day and slot 01..{slots_per_day:02d}")
     return pd.DatetimeIndex(days + (slot - 1) * step)
 
 

@@ -23,7 +23,15 @@ def _open(path: Path, chunk_frames: int) -> xr.Dataset:
         ds = xr.open_dataset(path, engine="netcdf4", chunks={}, cache=False)
     except (OSError, ValueError, RuntimeError) as e:
         raise InputError(path, f"not a readable NetCDF file (truncated or corrupt?): {str(e).splitlines()[0]}") from None
-    ds = ds.rename({k: v for k, v in _RENAMES.items() if k in ds.variables or k in ds.dims})
+    try:
+        return _canonical_names(path, ds, chunk_frames)
+    except BaseException:
+        ds.close()
+        raise
+
+
+def _canonical_names(path: Path, opened: xr.Dataset, chunk_frames: int) -> xr.Dataset:
+    ds = opened.rename({k: v for k, v in _RENAMES.items() if k in opened.variables or k in opened.dims})
     for coord in ("time", "lat", "lon"):
         if coord not in ds.coords:
             raise InputError(path, f"has no {coord!r} coordinate (coordinates: {', '.join(map(str, ds.coords))})")
@@ -31,7 +39,9 @@ def _open(path: Path, chunk_frames: int) -> xr.Dataset:
         raise InputError(path, "time coordinate could not be decoded to dates (check its units attribute)")
     # read whole multiples of the file's own time chunks, at least chunk_frames at a time
     native = max((v.encoding.get("preferred_chunks", {}).get("time", 1) for v in ds.data_vars.values()), default=1)
-    return ds.chunk(time=max(native, -(-chunk_frames // native) * native))
+    ds = ds.chunk(time=max(native, -(-chunk_frames // native) * native))
+    ds.set_close(opened.close)  # derived datasets drop the closer; keep the file closable
+    return ds
 
 
 def _has(ds: xr.Dataset, var: Variable) -> str | None:
@@ -125,20 +135,34 @@ def _to_channels(var: Variable, da: xr.DataArray) -> xr.DataArray:
 
 
 def _canonical_grid(da: xr.DataArray, entry: DatasetEntry) -> xr.DataArray:
-    da = da.assign_coords(lon=canonical_longitudes(da["lon"].values.astype("float64")),
-                          lat=da["lat"].values.astype("float64"))
-    da = da.sortby("lat").sortby("lon")
+    """Latitudes ascending, longitudes one monotonic run; cropped to the catalog extent if it has one."""
+    lon = da["lon"].values.astype("float64")
+    lat = da["lat"].values.astype("float64")
     if entry.extent is not None:
         (la0, la1), (lo0, lo1) = entry.extent.lat, entry.extent.lon
-        lon_in = ((da["lon"].values - lo0) % 360.0) <= ((lo1 - lo0) % 360.0) + 1e-9
-        da = da.isel(lat=(da["lat"].values >= la0 - 1e-9) & (da["lat"].values <= la1 + 1e-9), lon=lon_in)
-    return da
+        lon_in = ((lon - lo0) % 360.0) <= ((lo1 - lo0) % 360.0) + 1e-9
+        lat_in = (lat >= la0 - 1e-9) & (lat <= la1 + 1e-9)
+        da, lon, lat = da.isel(lat=lat_in, lon=lon_in), lon[lon_in], lat[lat_in]
+    da = da.assign_coords(lon=canonical_longitudes(lon), lat=lat)
+    return da.sortby("lat").sortby("lon")
 
 
 def read_weatherbench(entry: DatasetEntry, files: dict[str, list[Path]], chunk_frames: int = 256) -> xr.Dataset:
-    """Open all files lazily and join the entry's variables/levels into the canonical dataset."""
+    """Open all files lazily and join the entry's variables/levels into the canonical dataset.
+    Closing the returned dataset closes the files."""
     all_files = sorted({f for fs in files.values() for f in fs})
-    opened = {f: _open(f, chunk_frames) for f in all_files}
+    opened: dict[Path, xr.Dataset] = {}
+    try:
+        for f in all_files:
+            opened[f] = _open(f, chunk_frames)
+        return _join(entry, files, opened)
+    except BaseException:
+        for d in opened.values():
+            d.close()
+        raise
+
+
+def _join(entry: DatasetEntry, files: dict[str, list[Path]], opened: dict[Path, xr.Dataset]) -> xr.Dataset:
     shared = files.get("*", [])
     if shared:
         for f in shared:
@@ -166,4 +190,5 @@ def read_weatherbench(entry: DatasetEntry, files: dict[str, list[Path]], chunk_f
     data.attrs = {}
     ds = xr.Dataset({"data": data}, coords={"source": ("time", sources.codes)})
     ds.attrs["source_files"] = list(sources.categories)
+    ds.set_close(lambda: [d.close() for d in opened.values()])
     return ds

@@ -1,0 +1,53 @@
+"""Shared fixtures: real sample data, synthetic files in the real layouts, an isolated working folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from data_catalog import BUNDLED_ROOT, DatasetEntry
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+# the real samples: ../shared/data when it is beside the checkout, else the copies bundled with simcast
+REAL_DATA = SHARED_DATA if (SHARED_DATA / "weather").is_dir() else BUNDLED_ROOT
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Every test runs in its own folder: data root, store root and working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SIMCAST_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("SIMCAST_STORE_ROOT", str(tmp_path / "stores"))
+    monkeypatch.delenv("SIMCAST_CATALOG", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def real_data() -> Path:
+    return REAL_DATA
+
+
+def entry(**fields) -> DatasetEntry:
+    """A catalog entry from plain fields, with defaults for a small hourly WeatherBench set."""
+    base = {
+        "name": "test-wb",
+        "kind": "weatherbench",
+        "source": {"pattern": "wb/2m_temperature/*.nc"},
+        "variables": [{"name": "t2m"}],
+        "time_step": "1h",
+        "splits": {"train": {"start": "2010-01-01", "end": "2010-01-03"},
+                   "validation": {"start": "2010-01-04", "end": "2010-01-04"},
+                   "test": {"start": "2010-01-05", "end": "2010-01-06"}},
+        "window": {"input": 4, "output": 4},
+        "store": "test-wb.zarr",
+    }
+    base.update(fields)
+    return DatasetEntry(**base)
+
+
+def write_catalog(path: Path, entries: dict) -> Path:
+    path.write_text(yaml.safe_dump({"datasets": entries}, sort_keys=False))
+    return path
