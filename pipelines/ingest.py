@@ -50,7 +50,10 @@ def _dask_scheduler(address: str | None, progress: bool):
     if address:
         from distributed import Client
 
+        from .readers.weatherbench import limit_netcdf_cache
+
         with Client(address) as client:
+            client.run(limit_netcdf_cache)
             yield client
     elif progress:
         from dask.diagnostics import ProgressBar

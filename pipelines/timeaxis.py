@@ -13,6 +13,11 @@ from data_catalog import DatasetEntry, Period
 from .errors import InputError
 
 
+def ns(times) -> np.ndarray:
+    """Times as int64 nanoseconds, whatever the index's unit (pandas 3 may hold microseconds)."""
+    return pd.DatetimeIndex(times).as_unit("ns").asi8
+
+
 def _fmt(t) -> str:
     return pd.Timestamp(t).isoformat(timespec="minutes")
 
@@ -23,7 +28,7 @@ def check_file_times(path, times: pd.DatetimeIndex) -> None:
         raise InputError(path, "holds no time steps")
     if times.hasnans:
         raise InputError(path, "has missing (NaT) time values")
-    diffs = np.diff(times.asi8)
+    diffs = np.diff(ns(times))
     if (bad := np.flatnonzero(diffs == 0)).size:
         raise InputError(path, f"duplicate time {_fmt(times[bad[0] + 1])} ({bad.size} repeated in the file)")
     if (bad := np.flatnonzero(diffs < 0)).size:
@@ -52,13 +57,13 @@ def data_step(times: pd.DatetimeIndex) -> pd.Timedelta | None:
     """The most common spacing of a time axis (None for a single time)."""
     if len(times) < 2:
         return None
-    values, counts = np.unique(np.diff(times.asi8), return_counts=True)
+    values, counts = np.unique(np.diff(ns(times)), return_counts=True)
     return pd.Timedelta(int(values[np.argmax(counts)]), "ns")
 
 
 def on_step_grid(times: pd.DatetimeIndex, step: pd.Timedelta) -> np.ndarray:
     """Mask of times that fall on the step grid anchored at midnight 1970-01-01 (00, 06, 12, 18 for 6 h)."""
-    return (times.asi8 % step.value) == 0
+    return (ns(times) % step.value) == 0
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ class Gap:
 
 def find_gaps(times: pd.DatetimeIndex, sources: np.ndarray, step: pd.Timedelta) -> list[Gap]:
     """Gaps in a sorted, unique time axis; a spacing that is not a whole number of steps is an error."""
-    diffs = np.diff(times.asi8)
+    diffs = np.diff(ns(times))
     if (bad := np.flatnonzero(diffs % step.value)).size:
         i = bad[0]
         raise InputError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import netCDF4
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -13,6 +14,15 @@ from data_catalog import DatasetEntry, Variable
 from .. import cf
 from ..errors import InputError
 from ..timeaxis import check_file_times, order_files, source_codes
+
+# netCDF-C gives every open variable a chunk cache (64 MB by default): with dozens of yearly files open
+# lazily it holds gigabytes of decompressed chunks. Each chunk is read once here, so a small cache suffices.
+NETCDF_CHUNK_CACHE = (4 * 2**20, 1009, 0.75)
+
+
+def limit_netcdf_cache() -> None:
+    netCDF4.set_chunk_cache(*NETCDF_CHUNK_CACHE)
+
 
 _RENAMES = {"latitude": "lat", "longitude": "lon", "valid_time": "time",
             "pressure_level": "level", "isobaricInhPa": "level", "plev": "level"}
@@ -151,6 +161,7 @@ def read_weatherbench(entry: DatasetEntry, files: dict[str, list[Path]], chunk_f
     """Open all files lazily and join the entry's variables/levels into the canonical dataset.
     Closing the returned dataset closes the files."""
     all_files = sorted({f for fs in files.values() for f in fs})
+    limit_netcdf_cache()
     opened: dict[Path, xr.Dataset] = {}
     try:
         for f in all_files:

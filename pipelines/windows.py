@@ -1,0 +1,223 @@
+"""Windows: (T_in frames in, T_out frames out) samples from one split of a store, normalized.
+
+A window never spans a gap, a missing time or a split boundary. When the split fits in memory the whole
+normalized array lives on the training device and batches are gathered by index; otherwise frames stream
+from Zarr through a small chunk cache. Both give identical samples.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from .errors import InputError
+from .store import open_store
+from .timeaxis import ns
+
+SPLITS = ("train", "validation", "test")
+IN_MEMORY_LIMIT_BYTES = 4 * 2**30
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    input: int
+    output: int
+    stride: int = 1
+    time_features: bool = False  # hour of day, day of week (+ holiday flag where the store has one)
+
+    @property
+    def length(self) -> int:
+        return self.input + self.output
+
+    @classmethod
+    def from_store(cls, ds: xr.Dataset, **overrides) -> "WindowSpec":
+        w = json.loads(ds.attrs["window"])
+        base = {"input": w["input"], "output": w["output"], "stride": w.get("stride", 1)}
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+
+def window_starts(times: pd.DatetimeIndex, step: pd.Timedelta, in_split: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """Indices i such that frames i .. i+length-1 are consecutive steps, all inside the split.
+
+    Starts are kept on a stride grid counted in time steps from the first time, so the same windows come
+    out whatever the gaps.
+    """
+    n = spec.length
+    if len(times) < n:
+        return np.zeros(0, dtype=np.int64)
+    t = ns(times)
+    span_ok = (t[n - 1:] - t[: len(t) - n + 1]) == (n - 1) * step.value
+    inside = np.convolve(in_split.astype(np.int64), np.ones(n, dtype=np.int64), mode="valid") == n
+    on_stride = ((t[: len(t) - n + 1] - t[0]) // step.value) % spec.stride == 0
+    return np.flatnonzero(span_ok & inside & on_stride).astype(np.int64)
+
+
+def normalize(x, stats: dict, method: str):
+    """Physical -> normalized units, per channel (axis -3 of (..., C, H, W))."""
+    a, b = _affine(stats, method, like=x)
+    return (x - a) / b
+
+
+def denormalize(x, stats: dict, method: str):
+    a, b = _affine(stats, method, like=x)
+    return x * b + a
+
+
+def _affine(stats: dict, method: str, like):
+    if method == "zscore":
+        a, b = np.asarray(stats["mean"]), np.asarray(stats["std"])
+    elif method == "minmax":
+        a, b = np.asarray(stats["min"]), np.asarray(stats["max"]) - np.asarray(stats["min"])
+    else:
+        raise ValueError(f"unknown normalization {method!r}")
+    b = np.where(b > 0, b, 1.0)
+    shape = (-1, 1, 1)
+    if isinstance(like, torch.Tensor):
+        return (torch.as_tensor(a, dtype=like.dtype, device=like.device).reshape(shape),
+                torch.as_tensor(b, dtype=like.dtype, device=like.device).reshape(shape))
+    return a.reshape(shape).astype(like.dtype), b.reshape(shape).astype(like.dtype)
+
+
+def store_stats(ds: xr.Dataset) -> dict:
+    """The training-period statistics stored with the data, as plain lists per channel."""
+    return {k: [float(v) for v in ds[f"stat_{k}"].values] for k in ("mean", "std", "min", "max")}
+
+
+def time_features(times: pd.DatetimeIndex, holiday: np.ndarray | None) -> np.ndarray:
+    """(T, F) cyclic hour-of-day and day-of-week encodings, plus the holiday flag when given."""
+    hour = (times.hour + times.minute / 60.0).to_numpy() / 24.0
+    dow = times.day_of_week.to_numpy() / 7.0
+    cols = [np.sin(2 * np.pi * hour), np.cos(2 * np.pi * hour), np.sin(2 * np.pi * dow), np.cos(2 * np.pi * dow)]
+    if holiday is not None:
+        cols.append(holiday.astype("float64"))
+    return np.stack(cols, axis=1).astype("float32")
+
+
+class FrameCache:
+    """Frames of a Zarr-backed array read chunk by chunk, keeping the most recent chunks (bounded memory)."""
+
+    def __init__(self, array: xr.DataArray, max_chunks: int = 32):
+        self.array = array
+        self.chunk = int(array.encoding.get("chunks", (256,))[0])
+        self.max_chunks = max_chunks
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def _chunk(self, k: int) -> np.ndarray:
+        if k in self._cache:
+            self._cache.move_to_end(k)
+        else:
+            self._cache[k] = self.array[k * self.chunk:(k + 1) * self.chunk].values.astype("float32")
+            if len(self._cache) > self.max_chunks:
+                self._cache.popitem(last=False)
+        return self._cache[k]
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """Frames at absolute time indices idx (any shape), stacked in that shape."""
+        flat = idx.reshape(-1)
+        out = np.empty((flat.size, *self.array.shape[1:]), dtype="float32")
+        for k in np.unique(flat // self.chunk):
+            sel = flat // self.chunk == k
+            out[sel] = self._chunk(int(k))[flat[sel] - k * self.chunk]
+        return out.reshape(*idx.shape, *self.array.shape[1:])
+
+
+class Windows:
+    """Samples of one split of a store, normalized; implements the trainer's WindowData protocol."""
+
+    def __init__(self, store: str | Path | xr.Dataset, split: str, spec: WindowSpec | None = None,
+                 device: str | torch.device = "cpu", in_memory: bool | None = None):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.ds = store if isinstance(store, xr.Dataset) else open_store(store)
+        self.split = split
+        self.spec = spec or WindowSpec.from_store(self.ds)
+        self.device = torch.device(device)
+        self.method = self.ds.attrs["normalization"]
+        self.stats = store_stats(self.ds)
+        self.times = pd.DatetimeIndex(self.ds["time"].values)
+        self.step = pd.Timedelta(self.ds.attrs["time_step"])
+        in_split = self.ds[f"in_{split}"].values.astype(bool)
+        self.starts = window_starts(self.times, self.step, in_split, self.spec)
+        self.channels = [str(c) for c in self.ds["channel"].values]
+        holiday = self.ds["holiday"].values if "holiday" in self.ds else None
+        self.features = time_features(self.times, holiday) if self.spec.time_features else None
+        self.n_features = 0 if self.features is None else self.features.shape[1]
+
+        # the frames this split's windows can touch: one contiguous range of time indices
+        rows = np.flatnonzero(in_split)
+        self.lo, self.hi = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
+        nbytes = (self.hi - self.lo) * 4 * int(np.prod(self.ds["data"].shape[1:]))
+        self.in_memory = nbytes <= IN_MEMORY_LIMIT_BYTES if in_memory is None else in_memory
+        if self.in_memory:
+            frames = self.ds["data"][self.lo:self.hi].values.astype("float32")
+            self._frames = torch.from_numpy(normalize(frames, self.stats, self.method)).to(self.device)
+        else:
+            self._cache = FrameCache(self.ds["data"])
+        if self.features is not None:
+            self._features = torch.from_numpy(self.features).to(self.device)
+
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(T_in, C_in, H, W) of model inputs; C_in includes the time-feature channels."""
+        return (self.spec.input, len(self.channels) + self.n_features, *self.ds["data"].shape[2:])
+
+    def frame_index(self, index) -> np.ndarray:
+        """Absolute time indices (B, T_in + T_out) of samples."""
+        index = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index, dtype=np.int64)
+        return self.starts[index][:, None] + np.arange(self.spec.length)[None, :]
+
+    def frames(self, index) -> torch.Tensor:
+        """Normalized frames (B, T_in + T_out, C, H, W) of samples, on the device."""
+        idx = self.frame_index(index)
+        if self.in_memory:
+            return self._frames[torch.from_numpy(idx - self.lo).to(self.device)]
+        raw = self._cache.take(idx)
+        return torch.from_numpy(normalize(raw, self.stats, self.method)).to(self.device)
+
+    def batch(self, index) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x (B, T_in, C_in, H, W), y (B, T_out, C, H, W)), normalized, on the device."""
+        f = self.frames(index)
+        x, y = f[:, : self.spec.input], f[:, self.spec.input:]
+        if self.features is not None:
+            idx = torch.from_numpy(self.frame_index(index)[:, : self.spec.input]).to(self.device)
+            feat = self._features[idx]  # (B, T_in, F)
+            feat = feat[..., None, None].expand(-1, -1, -1, *x.shape[-2:])
+            x = torch.cat([x, feat], dim=2)
+        return x, y
+
+    def features_at(self, times: pd.DatetimeIndex) -> torch.Tensor | None:
+        """Time features (len(times), F) for any times, e.g. beyond the store during rollout."""
+        if self.features is None:
+            return None
+        holiday = None
+        if "holiday" in self.ds:
+            days = set(self.times[self.ds["holiday"].values.astype(bool)].normalize())
+            holiday = np.asarray(times.normalize().isin(list(days)))
+        return torch.from_numpy(time_features(times, holiday)).to(self.device)
+
+    def describe(self) -> dict:
+        return {"split": self.split, "samples": len(self), "input": self.spec.input, "output": self.spec.output,
+                "stride": self.spec.stride, "in_memory": self.in_memory,
+                "first": str(self.times[self.starts[0]]) if len(self) else None,
+                "last": str(self.times[self.starts[-1]]) if len(self) else None}
+
+
+def split_windows(store: str | Path | xr.Dataset, spec: WindowSpec | None = None, device="cpu",
+                  in_memory: bool | None = None) -> dict[str, Windows]:
+    ds = store if isinstance(store, xr.Dataset) else open_store(store)
+    out = {s: Windows(ds, s, spec, device, in_memory) for s in SPLITS}
+    if len(out["train"]) == 0:
+        raise InputError(store if not isinstance(store, xr.Dataset) else ds.attrs.get("dataset", "store"),
+                         f"the training split holds no complete window of {(spec or out['train'].spec).length} steps")
+    return out
