@@ -1,0 +1,92 @@
+"""Baselines and evaluation on the real samples: same samples for every forecaster, physical units."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+
+from data_catalog import load_catalog
+from pipelines.baselines import Baselines, climatology
+from pipelines.evaluate import evaluate, write_metrics
+from pipelines.ingest import ingest
+from pipelines.windows import Windows
+
+
+def _store(real_data, name, pattern):
+    e = load_catalog()[name]
+    e = e.model_copy(update={"source": e.source.model_copy(update={"pattern": str(real_data / pattern), "root": "data"})})
+    return ingest(e, progress=False).store
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory, real_data_module):
+    import os
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("stores"))
+    try:
+        return {
+            "era5": _store(real_data_module, "era5-uk-t2m", "weather/era5_uk_t2m_0.25deg/*.nc").resolve(),
+            "nybike": _store(real_data_module, "nybike", "traffic/NYBike_M14x8_T30_InOut.h5").resolve(),
+        }
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="module")
+def real_data_module():
+    from ..conftest import REAL_DATA
+    return REAL_DATA
+
+
+def test_baselines_read_the_right_frames(stores):
+    w = Windows(stores["era5"], "test")
+    b = Baselines(w)
+    data = w.ds["data"].values
+    idx = np.array([0, 7, 100])
+    starts = w.starts[idx]
+    prev = b.previous_day(idx).numpy()
+    for k, s in enumerate(starts):
+        for lead in range(12):
+            target = s + 12 + lead
+            np.testing.assert_array_equal(prev[k, lead], data[target - 24])
+    clim = climatology(w.ds)
+    train = w.ds["data"].sel(time=slice("2019-03-01", "2019-03-21"))
+    expected = train.groupby("time.hour").mean("time").values
+    np.testing.assert_allclose(clim, expected, rtol=1e-5)
+    c = b.climatology(idx).numpy()
+    hour = pd.DatetimeIndex(w.times[starts[1] + 12 + 3:starts[1] + 12 + 4]).hour[0]
+    np.testing.assert_allclose(c[1, 3], expected[hour], rtol=1e-6)
+
+
+def test_persistence_model_scores_like_the_persistence_baseline(stores, tmp_path):
+    w = Windows(stores["era5"], "test")
+    metrics, info = evaluate(w, lambda x: x[:, -1:].expand(-1, 12, -1, -1, -1), progress=False)
+    assert set(metrics) == {"model", "persistence", "previous_day", "climatology"}
+    assert metrics["model"]["rmse"] == pytest.approx(metrics["persistence"]["rmse"], rel=1e-5)
+    assert metrics["model"]["rmse_weighted"] == pytest.approx(metrics["persistence"]["rmse_weighted"], rel=1e-5)
+    assert info["samples"] == 145 and all(m["samples"] == 145 for m in metrics.values())
+    # physical units: persistence errors of a few kelvin, growing with lead
+    assert 1.0 < metrics["persistence"]["rmse_weighted"] < 5.0
+    by_lead = metrics["persistence"]["by_lead"]["rmse"]
+    assert len(by_lead) == 12 and by_lead[0] < by_lead[-1]
+    # the day-earlier baseline beats persistence at 12 h leads on hourly temperature
+    assert metrics["previous_day"]["rmse_weighted"] < metrics["persistence"]["rmse_weighted"]
+    paths = write_metrics(metrics, info, tmp_path / "eval")
+    top = json.loads(paths["metrics"].read_text())
+    assert list(top) == ["model", "persistence", "previous_day", "climatology"]
+    assert top["climatology"]["acc"] is None  # 0/0: climatology has no anomaly
+    nc = xr.open_dataset(paths["netcdf"])
+    assert nc["rmse"].dims == ("forecaster", "lead_time") and nc.sizes["lead_time"] == 12
+    assert float(nc["rmse_overall"].sel(forecaster="persistence")) == pytest.approx(metrics["persistence"]["rmse"])
+
+
+def test_traffic_metrics_include_paper_convention(stores):
+    w = Windows(stores["nybike"], "test")
+    metrics, info = evaluate(w, lambda x: x[:, -1:].expand(-1, 4, -1, -1, -1), progress=False)
+    m = metrics["model"]
+    assert {"mse_paper", "mae_paper", "ssim", "psnr"} <= set(m) and "rmse_weighted" not in m
+    assert info["samples"] == 14 * 48 - 7  # the first day's previous-day frames lie in validation: allowed
+    assert m["mse_paper"] == pytest.approx(metrics["persistence"]["mse_paper"])
