@@ -74,7 +74,8 @@ def cell_bounds(centres: np.ndarray, clip: tuple[float, float] | None = None) ->
 
 def _time_units(times: np.ndarray, leads: np.ndarray) -> str:
     """Whole hours when every init time and lead is on the hour, else minutes (half-hourly traffic)."""
-    ns = np.concatenate([times.astype("datetime64[ns]").astype("int64"), leads.astype("timedelta64[ns]").astype("int64")])
+    ns = np.concatenate([times.astype("datetime64[ns]").astype("int64"),
+                         leads.astype("timedelta64[ns]").astype("int64")])
     return "hours" if np.all(ns % (3600 * 10**9) == 0) else "minutes"
 
 
@@ -178,6 +179,7 @@ def forecast_dataset(values, init_times, lead_times, store: xr.Dataset, provenan
         "simcast_version": __version__,
         "created": created,
         "history": f"{created} simcast forecast",
+        "channels": " ".join(ch["name"] for ch in _channel_table(store)),
         "time_step": sa.get("time_step", ""),
         "extent": sa.get("extent", "null"),
         "time_coverage_start": init[0].isoformat(),
@@ -199,8 +201,11 @@ def forecast_dataset(values, init_times, lead_times, store: xr.Dataset, provenan
 
 
 def forecast_variables(ds: xr.Dataset) -> list[str]:
-    """The forecast's data variables (one per channel), in channel order."""
-    return [str(n) for n, v in ds.data_vars.items() if v.dims[:2] == ("init_time", "lead_time")]
+    """The forecast's data variables (one per channel), in the store's channel order (Zarr lists its arrays in
+    no fixed order, so the order is kept in the `channels` attribute)."""
+    found = [str(n) for n, v in ds.data_vars.items() if v.dims[:2] == ("init_time", "lead_time")]
+    order = str(ds.attrs.get("channels", "")).split()
+    return [n for n in order if n in found] + [n for n in found if n not in order]
 
 
 def output_paths(out: str | Path, formats=FORMATS) -> dict[str, Path]:

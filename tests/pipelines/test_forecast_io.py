@@ -124,6 +124,7 @@ def test_nybike_forecast_keeps_the_traffic_grid(nybike_store, tmp_path):
     assert set(paths) == {"zarr", "netcdf"} and paths["zarr"].name == "nybike.zarr"
     for reopened in (xr.open_dataset(paths["netcdf"]), open_forecast(paths["zarr"])):
         _check_cf(reopened, ("y", "x"))
+        assert forecast_variables(reopened) == ["inflow", "outflow"]  # channel order survives Zarr's listing
         assert reopened["lat"].dims == ("y",) and reopened["lon"].dims == ("x",)
         assert reopened["lat"].values[0] > reopened["lat"].values[-1]  # row 0 is north
         assert reopened["inflow"].attrs["units"] == "flows per slot"
