@@ -506,6 +506,14 @@ def _units_of(metrics: dict, forecasters: list[str]) -> str:
     return ""
 
 
+def _as_float(v) -> float:
+    """Metric values as floats: None (JSON null) -> NaN, "inf" -> inf, anything unreadable -> NaN."""
+    try:
+        return float(v) if v is not None and not isinstance(v, bool) else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def metric_forecasters(metrics: dict, metric: str) -> list[str]:
     """Keys of `metrics` that are forecasters with a per-lead series of `metric`."""
     return [k for k, v in metrics.items()
@@ -530,18 +538,21 @@ def lead_metrics_plot(metrics: dict, out_png: str | Path, metric: str = "rmse", 
     units = units if units is not None else _units_of(metrics, forecasters)
     fig = Figure(figsize=(7.5, 4.5), dpi=dpi, layout="constrained")
     ax = fig.add_subplot()
-    for k, name in enumerate(forecasters):
-        y = np.asarray(metrics[name]["by_lead"][metric], dtype=float)
+    all_positive = True
+    for name in forecasters:
+        y = np.array([_as_float(v) for v in metrics[name]["by_lead"][metric]])
         x = np.asarray(lead_hours, dtype=float)[: len(y)] if lead_hours is not None else np.arange(1, len(y) + 1)
         style = dict(_STYLE.get(name, dict(linestyle="-", marker=".")))
         style.setdefault("markersize", 4)
-        overall = metrics[name].get(metric)
-        label = name.replace("_", " ") + (f" ({float(overall):.3g})" if isinstance(overall, (int, float)) else "")
+        overall = _as_float(metrics[name].get(metric))
+        label = name.replace("_", " ") + (f" ({overall:.3g})" if np.isfinite(overall) else "")
         ax.plot(x[: len(y)], y[: len(x)], label=label, **style)
+        all_positive &= bool(np.all(y[np.isfinite(y)] >= 0))
     ax.set_xlabel("lead time (hours)" if lead_hours is not None else "lead time (steps)")
     ax.set_ylabel(f"{_METRIC_LABEL.get(metric, metric)}" + (f" [{units}]" if units else ""))
     ax.grid(True, alpha=0.3)
-    ax.set_ylim(bottom=0) if np.all([np.nanmin(metrics[f]["by_lead"][metric]) >= 0 for f in forecasters]) else None
+    if all_positive:
+        ax.set_ylim(bottom=0)
     ax.legend(title=f"forecaster (overall {_METRIC_LABEL.get(metric, metric)})", fontsize=9, title_fontsize=9)
     ax.set_title(title or f"{_METRIC_LABEL.get(metric, metric)} by lead time", fontsize=11)
     return _save(fig, Path(out_png))

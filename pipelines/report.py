@@ -26,10 +26,14 @@ from .maps import format_lead, lead_metrics_plot, metric_forecasters, render_for
 from .store import open_store, write_atomic
 
 MARKER = ".simcast-report"
-TABLE_METRICS = ("rmse", "rmse_weighted", "mae", "bias", "acc")
-METRIC_NAMES = {"rmse": "RMSE", "rmse_weighted": "RMSE (lat-weighted)", "mae": "MAE", "bias": "bias", "acc": "ACC"}
-FORECASTER_ORDER = ("model", "persistence", "climatology", "previous_day")
-_HIGHER_IS_BETTER = {"acc"}
+TABLE_METRICS = ("rmse", "rmse_weighted", "mae", "mae_weighted", "bias", "acc", "mse_paper", "mae_paper", "ssim",
+                 "psnr")
+METRIC_NAMES = {"rmse": "RMSE", "rmse_weighted": "RMSE (lat-weighted)", "mae": "MAE",
+                "mae_weighted": "MAE (lat-weighted)", "bias": "bias", "acc": "ACC", "mse_paper": "MSE (paper)",
+                "mae_paper": "MAE (paper)", "ssim": "SSIM", "psnr": "PSNR"}
+IN_UNITS = {"rmse", "rmse_weighted", "mae", "mae_weighted", "bias"}  # the others are unitless or on [0, 1] data
+FORECASTER_ORDER = ("model", "persistence", "previous_day", "climatology")
+_HIGHER_IS_BETTER = {"acc", "ssim", "psnr"}
 
 
 class ReportError(SimcastError):
@@ -38,31 +42,47 @@ class ReportError(SimcastError):
 
 # ---- content -------------------------------------------------------------------------------------
 
+def _number(v) -> float | None:
+    """A metric value as a float: JSON null -> None, "inf" (how metrics.json writes infinity) -> inf."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
 def _forecasters(metrics: dict) -> list[str]:
-    names = [k for k, v in metrics.items() if isinstance(v, dict) and any(
-        isinstance(v.get(m), (int, float)) or isinstance(v.get("by_lead"), dict) for m in TABLE_METRICS)]
+    names = [k for k, v in metrics.items() if isinstance(v, dict) and (
+        any(_number(v.get(m)) is not None for m in TABLE_METRICS) or isinstance(v.get("by_lead"), dict))]
     return sorted(names, key=lambda n: (FORECASTER_ORDER.index(n) if n in FORECASTER_ORDER else 99, n))
 
 
-def metrics_table(metrics: dict) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (model next to baselines) of the scalar metrics present; the best value in each column
-    is marked with a trailing '*'."""
+def metrics_table(metrics: dict, units: str = "") -> tuple[list[str], list[list[str]]]:
+    """Header and rows (model next to baselines) of the overall metrics present; the best value(s) in each
+    column are marked with a trailing '*'. units: of the data (from metrics["units"] when not given)."""
     names = _forecasters(metrics)
-    cols = [m for m in TABLE_METRICS if any(isinstance(metrics[n].get(m), (int, float)) for n in names)]
-    units = _units(metrics, names)
-    header = ["forecaster"] + [METRIC_NAMES[m] + (f" [{units}]" if units and m != "acc" else "") for m in cols]
+    cols = [m for m in TABLE_METRICS if any(_number(metrics[n].get(m)) is not None for n in names)]
+    units = units or _units(metrics, names)
+    header = ["forecaster"] + [METRIC_NAMES[m] + (f" [{units}]" if units and m in IN_UNITS else "") for m in cols]
     best = {}
     for m in cols:
-        vals = {n: float(metrics[n][m]) for n in names if isinstance(metrics[n].get(m), (int, float))}
-        if vals:
-            key = (lambda n: vals[n]) if m in _HIGHER_IS_BETTER else (lambda n: abs(vals[n]))
-            best[m] = (max if m in _HIGHER_IS_BETTER else min)(vals, key=key)
+        vals = {n: _number(metrics[n].get(m)) for n in names}
+        vals = {n: v for n, v in vals.items() if v is not None and not np.isnan(v)}
+        score = {n: (v if m in _HIGHER_IS_BETTER else -abs(v)) for n, v in vals.items()}
+        top = {n for n, v in score.items() if v == max(score.values(), default=None)}
+        if len(vals) > 1 and len(top) < len(vals):  # all equal: nothing to point out
+            best[m] = top
     rows = []
     for n in names:
         row = [n.replace("_", " ")]
         for m in cols:
-            v = metrics[n].get(m)
-            row.append("" if not isinstance(v, (int, float)) else f"{float(v):.4g}" + ("*" if best.get(m) == n else ""))
+            v = _number(metrics[n].get(m))
+            row.append("" if v is None else f"{v:.4g}" + ("*" if n in best.get(m, ()) else ""))
         rows.append(row)
     return header, rows
 
@@ -74,6 +94,12 @@ def _units(metrics: dict, names: list[str]) -> str:
         if isinstance(u, dict) and len(set(u.values())) == 1:
             return str(next(iter(u.values())))
     return ""
+
+
+def _forecast_units(fc: xr.Dataset) -> str:
+    """The forecast's units when all its variables share them (a metric over channels has one unit then)."""
+    units = {fc[v].attrs.get("units", "") for v in forecast_variables(fc)}
+    return units.pop() if len(units) == 1 else ""
 
 
 def _fmt_time(t) -> str:
@@ -231,7 +257,8 @@ def _write_report(fc, fc_label, out_dir, truth_store, metrics, projection, leads
                          f"maps/{p.name}"))
         metrics_png, table = None, None
         if metrics:
-            table = metrics_table(metrics)
+            units = _units(metrics, _forecasters(metrics)) or _forecast_units(fc)
+            table = metrics_table(metrics, units)
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
             for metric in ("rmse", "rmse_weighted", "mae"):
                 names = metric_forecasters(metrics, metric)
@@ -239,6 +266,7 @@ def _write_report(fc, fc_label, out_dir, truth_store, metrics, projection, leads
                     n = len(metrics[names[0]]["by_lead"][metric])
                     hours = lead_hours if n == len(lead_hours) else None
                     lead_metrics_plot(metrics, tmp / f"metrics_{metric}.png", metric=metric, lead_hours=hours,
+                                      units=units if metric in IN_UNITS else "",
                                       title=f"{METRIC_NAMES[metric]} by lead time: {fc.attrs.get('dataset', '')}")
                     metrics_png = f"metrics_{metric}.png"
                     break

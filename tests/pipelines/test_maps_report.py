@@ -227,12 +227,29 @@ def test_report_html_and_markdown(era5_store, tmp_path):
     assert "## Metrics" not in again["markdown"].read_text()
 
 
+def _evaluate_style(rmse: float, psnr) -> dict:
+    """One forecaster as pipelines.evaluate writes it to metrics.json (nulls for undefined, "inf" strings)."""
+    by_lead = {"rmse": [rmse * (1 + k / 4) for k in range(4)], "mae": [rmse / 2] * 4, "acc": [None] * 4}
+    return {"rmse": rmse, "mae": rmse / 2, "acc": None, "mse_paper": rmse / 10, "ssim": 0.8, "psnr": psnr,
+            "by_lead": by_lead, "by_channel": {"inflow": {"rmse": rmse, "by_lead": by_lead}},
+            "samples": 96, "convention": "RMSE = sqrt(mean squared error ...)"}
+
+
 def test_report_for_traffic_without_truth(nybike_store, tmp_path):
     fc = persistence_forecast(nybike_store, n_init=1, n_lead=4)
     paths = write_forecast(fc, tmp_path / "nybike", formats=("zarr",))
-    result = write_report(paths["zarr"], tmp_path / "rep", leads=["2h"])
+    metrics = {"model": _evaluate_style(3.5, 31.2), "persistence": _evaluate_style(4.8, "inf"),
+               "previous_day": _evaluate_style(6.0, 25.0), "climatology": _evaluate_style(5.1, 27.0)}
+    result = write_report(paths["zarr"], tmp_path / "rep", leads=["2h"], metrics=metrics)
     assert [p.name for p in result["maps"]] == ["inflow_lead02h.png", "outflow_lead02h.png"]
-    assert "none (forecast panels only)" in result["markdown"].read_text()
+    _check_png(result["metrics_plot"])
+    md = result["markdown"].read_text()
+    assert "none (forecast panels only)" in md
+    # units from the forecast; paper metrics on [0, 1] data carry none; higher is better for SSIM/PSNR
+    assert "| forecaster | RMSE [flows per slot] | MAE [flows per slot] | MSE (paper) | SSIM | PSNR |" in md
+    assert "| model | **3.5** | **1.75** | **0.35** | 0.8 | 31.2 |" in md
+    assert "| persistence | 4.8 | 2.4 | 0.48 | 0.8 | **inf** |" in md
+    assert md.index("| persistence") < md.index("| previous day") < md.index("| climatology")
 
 
 def test_report_refuses_a_folder_that_is_not_a_report(era5_store, tmp_path):
