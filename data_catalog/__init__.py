@@ -11,9 +11,9 @@ from .loader import (
     store_path,
     store_root,
 )
-from .schema import DatasetEntry, Extent, Period, Source, Splits, Variable, Window
+from .schema import DatasetEntry, Extent, Period, Source, Splits, Training, Variable, Window
 
 __all__ = [
-    "BUNDLED_ROOT", "Catalog", "CatalogError", "DatasetEntry", "Extent", "Period", "Source", "Splits",
+    "BUNDLED_ROOT", "Catalog", "CatalogError", "DatasetEntry", "Extent", "Period", "Source", "Splits", "Training",
     "Variable", "Window", "data_root", "get_entry", "load_catalog", "source_root", "store_path", "store_root",
 ]

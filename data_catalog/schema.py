@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -96,6 +96,22 @@ class Source(_Strict):
     )
 
 
+class Training(_Strict):
+    """Default training settings of an entry: `simcast train NAME` with no flags does this."""
+
+    preset: str = Field(description="simvp preset: weatherbench-t2m-5.625deg, taxibj or mmnist")
+    translator: Literal["gsta", "incepu", "tau"] = "gsta"
+    recipe: str | None = Field(None, description="trainer recipe (optimizer, lr, schedule); defaults to the preset's")
+    model: dict[str, Any] = Field(default_factory=dict, description="overrides of the preset, e.g. hid_T, N_T")
+    epochs: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    schedule: Literal["cosine", "onecycle", "constant"] | None = None
+    warmup_epochs: float | None = Field(None, ge=0)
+    patience: int | None = Field(None, ge=1)
+    time_features: bool = Field(False, description="hour of day, day of week (and holidays) as extra inputs")
+
+
 class DatasetEntry(_Strict):
     name: str
     kind: Literal["weatherbench", "taxibj"]
@@ -116,6 +132,7 @@ class DatasetEntry(_Strict):
         "keep", description="taxibj, with gaps: record: keep the slots an incomplete day has, or drop the whole day (DeepST)"
     )
     holidays: str | None = Field(None, description="file of YYYYMMDD holidays, relative to the source root")
+    training: Training | None = None
 
     @field_validator("time_step")
     @classmethod

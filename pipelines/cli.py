@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -26,19 +27,22 @@ synth_app = typer.Typer(help="Write synthetic data in the exact WeatherBench / T
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(synth_app, name="synth")
 
-out = Console()
+console = out = Console()
 err = Console(stderr=True)
 
 
 def one_line_errors(fn):
-    """Bad input ends the command with one line naming the file and the problem, and exit code 1."""
+    """Bad input ends the command with one line naming the file and the problem, and exit code 1
+    (SIMCAST_DEBUG=1 shows the traceback instead)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (SimcastError, CatalogError) as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        except (SimcastError, CatalogError, ValueError) as e:  # CheckpointError is a ValueError
+            if os.environ.get("SIMCAST_DEBUG"):
+                raise
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -150,6 +154,111 @@ def synth_taxibj(
 
     paths = write_taxibj(out_dir, grid=(rows, cols), drop_slots=drop_slots, seed=seed)
     out.print(f"wrote {len(paths)} files under {out_dir}")
+
+
+@app.command()
+@one_line_errors
+def train(
+    name: Annotated[str, typer.Argument(help="catalog entry (its store must be ingested)")],
+    preset: Annotated[Optional[str], typer.Option(help="simvp preset (default: the catalog's)")] = None,
+    translator: Annotated[Optional[str], typer.Option(help="gsta | incepu | tau")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="epochs (default: the catalog's)")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="batch size per process")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="peak learning rate")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    out: Annotated[Optional[Path], typer.Option(help="run folder (default runs/NAME-TIME)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in --out (or the latest run) from last.pt")] = False,
+    store: Annotated[Optional[Path], typer.Option(help="store to train on, overriding the catalog")] = None,
+    compile: Annotated[bool, typer.Option(help="torch.compile the model")] = False,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    deterministic: Annotated[bool, typer.Option(help="deterministic algorithms (slower)")] = False,
+) -> None:
+    """Train SimVP on an ingested data set; prints the path of the best checkpoint."""
+    from .train import run_training
+
+    outcome = run_training(name, store=store, preset=preset, translator=translator, epochs=epochs, device=device,
+                           out=out, resume=resume, batch_size=batch_size, lr=lr, compile=compile or None,
+                           seed=seed, deterministic=deterministic or None)
+    r = outcome.result
+    err.print(f"samples {outcome.samples}; best epoch {r.best_epoch}, validation loss {r.best_val_loss:.5f}; "
+              f"run folder {outcome.run_dir}", highlight=False)
+    print(r.best_path)
+
+
+def _metrics_table(metrics: dict, info: dict) -> Table:
+    from .evaluate import headline
+
+    rows = headline(metrics)
+    cols = list(rows[0][1])
+    units = ", ".join(sorted(set(info.get("units", {}).values())))
+    table = Table(title=f"{info.get('dataset', '')} {info['split']}: {info['samples']} samples, "
+                        f"{info['input']} -> {info['output']} steps of {info['time_step']} ({units})")
+    table.add_column("forecaster")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, vals in rows:
+        table.add_row(name, *(f"{vals[c]:.4g}" if isinstance(vals[c], float) else str(vals[c]) for c in cols))
+    table.caption = "RMSE = sqrt of the mean squared error over all samples and grid points; *_weighted: cos(lat)"
+    return table
+
+
+@app.command()
+@one_line_errors
+def evaluate(
+    name: Annotated[str, typer.Argument(help="catalog entry")],
+    checkpoint: Annotated[Path, typer.Option(help="checkpoint (best.pt) to score")],
+    split: Annotated[str, typer.Option(help="test | validation | train")] = "test",
+    out: Annotated[Optional[Path], typer.Option(help="folder for metrics.json (default beside the checkpoint)")] = None,
+    store: Annotated[Optional[Path], typer.Option(help="store, overriding the catalog")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """Score a checkpoint next to persistence, previous-day and climatology baselines (physical units)."""
+    from .evaluate import evaluate_checkpoint
+
+    metrics, info, paths = evaluate_checkpoint(name, checkpoint, split=split, out=out, store=store, device=device)
+    console.print(_metrics_table(metrics, info))
+    print(paths["metrics"])
+
+
+@app.command()
+@one_line_errors
+def forecast(
+    name: Annotated[str, typer.Argument(help="catalog entry")],
+    checkpoint: Annotated[Path, typer.Option(help="checkpoint to forecast with")],
+    out: Annotated[Path, typer.Option(help="output path stem: writes OUT.zarr and OUT.nc")],
+    init_time: Annotated[Optional[list[str]], typer.Option(
+        help="init time (last observed frame), or start/end[/every] for a hindcast; repeatable; default latest")] = None,
+    lead_hours: Annotated[Optional[float], typer.Option(help="horizon; beyond the trained one by rollout")] = None,
+    store: Annotated[Optional[Path], typer.Option(help="store, overriding the catalog")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    geotiff: Annotated[bool, typer.Option(help="also one GeoTIFF per lead time (needs rioxarray)")] = False,
+) -> None:
+    """Forecast from the latest (or given) frames of the store; CF NetCDF and Zarr, georeferenced."""
+    from .forecast import run_forecast
+
+    paths = run_forecast(name, checkpoint, out, init_times=init_time, lead_hours=lead_hours, store=store,
+                         device=device, geotiff=geotiff)
+    for p in paths.values():
+        print(p)
+
+
+@app.command()
+@one_line_errors
+def report(
+    forecast_path: Annotated[Path, typer.Argument(metavar="FORECAST", help="forecast .zarr/.nc (or its stem)")],
+    out: Annotated[Path, typer.Option(help="report folder")],
+    truth: Annotated[Optional[Path], typer.Option(help="store with the observed truth")] = None,
+    metrics: Annotated[Optional[Path], typer.Option(help="metrics.json from simcast evaluate")] = None,
+    projection: Annotated[str, typer.Option(help="cartopy projection name, e.g. PlateCarree, Robinson")] = "PlateCarree",
+    lead: Annotated[Optional[list[str]], typer.Option(help="lead time(s) to map, e.g. 6 or 30min; repeatable")] = None,
+) -> None:
+    """Maps (cartopy), a lead-time metrics plot and an HTML/Markdown report of a forecast."""
+    from .report import write_report
+
+    m = json.loads(metrics.read_text()) if metrics else None
+    leads = [float(x) if x.replace(".", "", 1).isdigit() else x for x in lead] if lead else None  # bare = hours
+    result = write_report(forecast_path, out, truth_store=truth, metrics=m, projection=projection, leads=leads)
+    print(result["html"])
 
 
 @app.command()

@@ -117,3 +117,32 @@ def _finite(obj):
 def headline(metrics: dict) -> list[tuple[str, dict[str, float]]]:
     """Rows for a table: each forecaster's overall metrics that exist."""
     return [(name, {k: r[k] for k in HEADLINE if k in r}) for name, r in metrics.items()]
+
+
+def evaluate_checkpoint(name: str, checkpoint: str | Path, split: str = "test", out: str | Path | None = None,
+                        store: str | Path | None = None, device: str = "auto", batch_size: int = 64,
+                        progress: bool = True) -> tuple[dict, dict, dict[str, Path]]:
+    """Score a checkpoint on a split of its store next to the baselines; write the metrics files."""
+    import data_catalog
+    from simvp.trainer import resolve_device
+
+    from .store import open_store
+    from .train import load_for_store, window_spec
+
+    entry = data_catalog.get_entry(name)
+    store = Path(store) if store is not None else data_catalog.store_path(entry)
+    ds = open_store(store)
+    model, ckpt = load_for_store(checkpoint, ds, store)
+    dev = resolve_device(device)
+    model.to(dev)
+    w = Windows(ds, split, window_spec(ckpt["meta"]), device=dev)
+
+    def predict(x):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            return model(x)
+
+    metrics, info = evaluate(w, predict, batch_size, progress)
+    info.update({"dataset": name, "checkpoint": str(checkpoint), "store": str(store),
+                 "best_epoch": ckpt.get("state", {}).get("best_epoch")})
+    out = Path(out) if out is not None else Path(checkpoint).parent / f"eval-{split}"
+    return metrics, info, write_metrics(metrics, info, out)

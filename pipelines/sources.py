@@ -50,5 +50,7 @@ def describe_files(files: list[Path]) -> list[dict]:
 
 def fingerprint(entry: DatasetEntry, files: list[dict], store_format: int) -> str:
     """Hash of everything the store's contents depend on: the entry, the files as they are, the format."""
-    payload = {"entry": entry.model_dump(mode="json"), "files": files, "format": store_format}
+    # training defaults and prose do not change the store's contents
+    data_fields = entry.model_dump(mode="json", exclude={"training", "description"})
+    payload = {"entry": data_fields, "files": files, "format": store_format}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,90 @@
+"""The chain on a tiny synthetic WeatherBench set: train -> evaluate -> forecast (rollout) -> report,
+and checkpoints that do not fit the store are refused."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from pipelines import synth
+from pipelines.cli import app
+from pipelines.forecast_io import open_forecast
+from pipelines.ingest import ingest
+from simvp.checkpoint import CheckpointError
+
+from ..conftest import write_catalog
+
+runner = CliRunner()
+
+ENTRY = {
+    "kind": "weatherbench",
+    "source": {"pattern": "tiny/2m_temperature/*.nc"},
+    "variables": [{"name": "t2m"}],
+    "time_step": "1h",
+    "splits": {"train": {"start": "2010-01-01", "end": "2010-01-04"},
+               "validation": {"start": "2010-01-05", "end": "2010-01-05"},
+               "test": {"start": "2010-01-06", "end": "2010-01-07"}},
+    "window": {"input": 6, "output": 6, "stride": 3},
+    "grid": [9, 13],
+    "store": "tiny.zarr",
+    "training": {"preset": "weatherbench-t2m-5.625deg", "translator": "gsta",
+                 "model": {"hid_S": 4, "hid_T": 8, "N_S": 2, "N_T": 2, "drop_path": 0.0, "mlp_ratio": 2.0},
+                 "epochs": 2, "batch_size": 8, "lr": 0.01, "schedule": "onecycle", "time_features": True},
+}
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    synth.write_weatherbench(tmp_path / "data/tiny", "2010-01-01", "2010-01-07", resolution=1.0,
+                             region=((50.0, 58.0), (-10.0, 2.0)))
+    other = {**ENTRY, "store": "other.zarr", "normalization": "minmax"}
+    monkeypatch.setenv("SIMCAST_CATALOG", str(write_catalog(tmp_path / "cat.yaml", {"tiny": ENTRY, "other": other})))
+    ingest("tiny", progress=False)
+    return tmp_path
+
+
+def _ok(result):
+    assert result.exit_code == 0, result.output
+    return result.output.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_train_evaluate_forecast_report(tiny):
+    best = _ok(runner.invoke(app, ["train", "tiny", "--device", "cpu", "--out", str(tiny / "run")]))
+    assert best.endswith("best.pt") and (tiny / "run/metrics.csv").is_file()
+
+    metrics_path = _ok(runner.invoke(app, ["evaluate", "tiny", "--checkpoint", best, "--out", str(tiny / "eval")]))
+    metrics = json.loads(open(metrics_path).read())
+    assert list(metrics) == ["model", "persistence", "previous_day", "climatology"]
+    assert len(metrics["model"]["by_lead"]["rmse"]) == 6 and metrics["model"]["rmse_weighted"] > 0
+
+    # 15 h from a 6 -> 6 model: rollout, with time features for the future frames
+    out = _ok(runner.invoke(app, ["forecast", "tiny", "--checkpoint", best, "--out", str(tiny / "fc"),
+                                  "--init-time", "2010-01-06T00:00/2010-01-06T12:00/6h", "--lead-hours", "15"]))
+    fc = open_forecast(out)
+    assert fc["t2m"].dims == ("init_time", "lead_time", "lat", "lon") and fc["t2m"].shape == (3, 15, 9, 13)
+    assert fc["t2m"].attrs["units"] == "K" and fc["t2m"].attrs["grid_mapping"] == "crs"
+    assert pd.Timedelta(fc["lead_time"].values[-1]) == pd.Timedelta("15h")
+    assert 240 < float(fc["t2m"].mean()) < 320  # physical units
+    assert bool(fc.attrs["rollout"]) if not isinstance(fc.attrs["rollout"], str) else fc.attrs["rollout"] in ("True", "true", "1")
+
+    html = _ok(runner.invoke(app, ["report", str(tiny / "fc.zarr"), "--out", str(tiny / "report"),
+                                   "--truth", str(tiny / "stores/tiny.zarr"), "--metrics", metrics_path, "--lead", "6"]))
+    assert html.endswith("report.html") and list((tiny / "report").rglob("*.png"))
+
+
+@pytest.mark.slow
+def test_checkpoint_for_another_store_is_refused(tiny):
+    best = _ok(runner.invoke(app, ["train", "tiny", "--device", "cpu", "--epochs", "1", "--out", str(tiny / "run")]))
+    ingest("other", progress=False)  # same data, other normalization
+    r = runner.invoke(app, ["evaluate", "other", "--checkpoint", best])
+    assert r.exit_code == 1 and "checkpoint was trained on normalization zscore" in r.output
+    bad = tiny / "bad.pt"
+    raw = open(best, "rb").read()
+    bad.write_bytes(raw[: len(raw) // 2])
+    r = runner.invoke(app, ["forecast", "tiny", "--checkpoint", str(bad), "--out", str(tiny / "x")])
+    assert r.exit_code == 1 and str(bad) in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tiny / "x.zarr").exists()
