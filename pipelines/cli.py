@@ -264,14 +264,17 @@ def report(
 @app.command()
 @one_line_errors
 def demo(
-    datasets: Annotated[str, typer.Option(help="comma-separated catalog entries")] = "era5-uk-t2m,nybike",
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for runs, metrics, forecasts and reports")] = Path("outputs/demo"),
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    traffic: Annotated[bool, typer.Option(help="also the NYBike traffic sample")] = True,
 ) -> None:
-    """The main job on the bundled real samples: ingest ERA5 UK t2m and NYBike, then summarize."""
-    from .ingest import ingest as run_ingest
+    """The main job on the bundled real data: ingest, train, evaluate, forecast, map and report."""
+    from .demo import run_demo
 
-    for name in datasets.split(","):
-        result = run_ingest(name)
-        _print_summary(result.summary, result.skipped)
+    for r in run_demo(out_dir, device=device, traffic=traffic):
+        console.print(_metrics_table(r.metrics, {**r.info, "dataset": r.name}))
+        for what, path in r.outputs.items():
+            console.print(f"  {what}: {path}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point
