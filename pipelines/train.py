@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,7 +124,8 @@ def run_training(name: str, store: str | Path | None = None, preset: str | None 
         raise InputError(entry.name, f"unknown preset {preset!r} (known: {', '.join(simvp.PRESETS)})")
     spec = WindowSpec.from_store(ds, time_features=bool(t and t.time_features))
     config = _train_config(entry, epochs, device, overrides)
-    windows = split_windows(ds, spec, device=resolve_device(device))
+    # under torchrun each process holds its data on its own GPU
+    windows = split_windows(ds, spec, device=resolve_device(device, int(os.environ.get("LOCAL_RANK", 0))))
     model_args = {**simvp.PRESETS[preset], **(t.model if t else {}),
                   "in_shape": windows["train"].shape, "out_frames": spec.output,
                   "translator": translator or (t.translator if t else "gsta")}
