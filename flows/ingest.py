@@ -1,0 +1,30 @@
+"""The `ingest` flow: raw NetCDF / HDF5 -> validated Zarr store with training statistics (skipped when current)."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.artifacts import publish_ingest
+from flows.tasks import ingest_store
+
+
+@flow(name="ingest", log_prints=True)
+def ingest_flow(dataset: str = "era5-uk-t2m", source: str | None = None, store: str | None = None,
+                dask_address: str | None = None, force: bool = False) -> dict:
+    """Validate a catalog entry's raw files and write its Zarr store; a no-op (a cached task) when the store
+    already holds the current files.
+
+    Args:
+        dataset: catalog entry (`simcast catalog list`).
+        source: glob of source files overriding the catalog's (relative to the working directory).
+        store: Zarr store to write, overriding the catalog's (default under $SIMCAST_STORE_ROOT).
+        dask_address: run the ingest on this Dask scheduler, e.g. tcp://scheduler:8786.
+        force: rebuild even when the store is current.
+    """
+    result = ingest_store(dataset, source=source, store=store, dask_address=dask_address, force=force)
+    publish_ingest(dataset, result)
+    return result
+
+
+if __name__ == "__main__":
+    ingest_flow()
