@@ -1,7 +1,9 @@
 """SimVP throughput: training steps/s and inference samples/s, eager fp32 vs the optimized path.
 
-Paths:
+Paths (--paths; the default compares the first and the last):
   eager      fp32, NCHW, no compilation
+  bf16       bf16 autocast + channels_last, no compilation
+  compiled   fp32 + torch.compile
   optimized  bf16 autocast + channels_last + torch.compile
 
 Each (preset, batch, path, phase) runs in its own subprocess, so peak memory belongs to that case
@@ -19,9 +21,11 @@ process on CPU (includes the ~0.3-0.5 GB of the Python + torch runtime).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -35,7 +39,10 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import simvp  # noqa: E402
 
-PATHS = ("eager", "optimized")
+PATHS = ("eager", "bf16", "compiled", "optimized")
+DEFAULT_PATHS = ["eager", "optimized"]
+USES_BF16 = {"bf16", "optimized"}
+USES_COMPILE = {"compiled", "optimized"}
 PHASES = ("train", "infer")
 
 
@@ -57,6 +64,17 @@ def peak_memory_bytes(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
 
 
+@contextlib.contextmanager
+def strict_fp32():
+    """Disable TF32 in cuDNN convolutions and matmuls for the duration."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def make_model(spec: dict, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)
     return simvp.build(spec["preset"], spec["translator"]).to(device)
@@ -72,12 +90,15 @@ def make_batch(model: simvp.SimVP, batch: int, device: torch.device):
 
 def prepare(model: torch.nn.Module, spec: dict):
     """The model to call and the autocast context for the path."""
-    device = torch.device(spec["device"])
-    if spec["path"] == "eager":
-        return model, lambda: torch.autocast(device.type, enabled=False)
-    model = model.to(memory_format=torch.channels_last)
-    compiled = torch.compile(model, mode=spec["compile_mode"])
-    return compiled, lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    device_type = torch.device(spec["device"]).type
+    run = model
+    if spec["path"] in USES_BF16:
+        model.to(memory_format=torch.channels_last)
+    if spec["path"] in USES_COMPILE:
+        run = torch.compile(model, mode=spec["compile_mode"])
+    if spec["path"] in USES_BF16:
+        return run, lambda: torch.autocast(device_type, dtype=torch.bfloat16)
+    return run, lambda: torch.autocast(device_type, enabled=False)
 
 
 def time_repeats(step, spec: dict, device: torch.device) -> list[float]:
@@ -97,15 +118,17 @@ def time_repeats(step, spec: dict, device: torch.device) -> list[float]:
 
 def run_worker(spec: dict) -> dict:
     device = torch.device(spec["device"])
-    torch.set_float32_matmul_precision("high" if spec["path"] == "optimized" else "highest")
+    if spec["strict_fp32"]:  # otherwise PyTorch defaults: cuDNN convolutions may use TF32
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     model = make_model(spec, device)
     x, y = make_batch(model, spec["batch"], device)
     result: dict = {}
 
     if spec["phase"] == "infer":
         model.eval()
-        if spec["path"] == "optimized":  # accuracy of the optimized path against eager fp32
-            with torch.inference_mode():
+        if spec["path"] != "eager":  # accuracy of this path against strict fp32 (no TF32)
+            with torch.inference_mode(), strict_fp32():
                 reference = model(x).float()
         run, autocast = prepare(model, spec)
 
@@ -116,7 +139,7 @@ def run_worker(spec: dict) -> dict:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         seconds = time_repeats(step, spec, device)
-        if spec["path"] == "optimized":
+        if spec["path"] != "eager":
             out = step().float()
             result["rel_err"] = ((out - reference).norm() / reference.norm()).item()
         result["samples_per_s"] = spec["batch"] / statistics.median(seconds)
@@ -158,16 +181,21 @@ def forward_flops_per_sample(preset: str, translator: str) -> int:
 
 def run_case(spec: dict, timeout: float) -> dict:
     command = [sys.executable, __file__, "--worker", json.dumps(spec)]
+    # Own session, so that a timeout also ends the compiler's worker processes.
+    worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        stdout, stderr = worker.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.communicate()
         return {"error": f"timeout after {timeout:.0f} s"}
-    for line in reversed(done.stdout.splitlines()):
+    for line in reversed(stdout.splitlines()):
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
-    lines = [ln for ln in (done.stderr or done.stdout).strip().splitlines() if ln.strip()]
+    lines = [ln for ln in (stderr or stdout).strip().splitlines() if ln.strip()]
     errors = [ln for ln in lines if "Error" in ln or "error" in ln]
-    return {"error": (errors or lines or [f"exit code {done.returncode}"])[-1][:160]}
+    return {"error": (errors or lines or [f"exit code {worker.returncode}"])[-1][:160]}
 
 
 def describe_machine(device: torch.device) -> str:
@@ -200,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
                         choices=list(simvp.PRESETS))
     parser.add_argument("--translator", default="gsta", choices=sorted(simvp.TRANSLATORS))
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 128])
-    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
+    parser.add_argument("--paths", nargs="+", default=DEFAULT_PATHS, choices=PATHS)
     parser.add_argument("--phases", nargs="+", default=list(PHASES), choices=PHASES)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
@@ -208,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps (compilation)")
     parser.add_argument("--compile-mode", default="default",
                         help="torch.compile mode: default, reduce-overhead, max-autotune")
+    parser.add_argument("--strict-fp32", action="store_true",
+                        help="disable TF32 (PyTorch's default lets cuDNN convolutions use it)")
     parser.add_argument("--case-timeout", type=float, default=1800, help="seconds per case")
     parser.add_argument("--json", type=Path, help="also write all results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -229,6 +259,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"- torch {torch.__version__}, Python {platform.python_version()}, {platform.system()}")
     print(f"- median of {args.repeats} repeats x {args.steps} steps after {args.warmup} warmup "
           f"steps; compile mode `{args.compile_mode}`")
+    if device.type == "cuda":
+        tf32 = "off (--strict-fp32)" if args.strict_fp32 else "PyTorch default (cuDNN convs on)"
+        print(f"- TF32: {tf32}; bf16 error measured against strict fp32")
     print(f"- command: `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`\n")
 
     memory_label = "peak GiB (alloc)" if device.type == "cuda" else "peak GiB (RSS)"
@@ -242,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
                     spec = dict(preset=preset, translator=args.translator, batch=batch, path=path,
                                 phase=phase, device=args.device, steps=args.steps,
                                 repeats=args.repeats, warmup=args.warmup,
-                                compile_mode=args.compile_mode)
+                                compile_mode=args.compile_mode, strict_fp32=args.strict_fp32)
                     print(f"... {preset} batch {batch} {path} {phase}", file=sys.stderr, flush=True)
                     results[path, phase] = run_case(spec, args.case_timeout)
                     records.append({**spec, "fwd_flops_per_sample": flops, **results[path, phase]})
@@ -257,16 +290,16 @@ def main(argv: list[str] | None = None) -> None:
                     f"| {fmt(tflops, '{:.3g}')} "
                     f"| {fmt(infer.get('samples_per_s'), '{:.4g}')} "
                     f"| {memory(train)} | {memory(infer)} "
-                    f"| {fmt(infer.get('rel_err'), '{:.1e}') if path == 'optimized' else '-'} "
+                    f"| {fmt(infer.get('rel_err'), '{:.1e}') if path != 'eager' else '-'} "
                     f"| {'; '.join(errors)} |"
                 )
             eager_t = results.get(("eager", "train"), {}).get("steps_per_s")
-            fast_t = results.get(("optimized", "train"), {}).get("steps_per_s")
             eager_i = results.get(("eager", "infer"), {}).get("samples_per_s")
-            fast_i = results.get(("optimized", "infer"), {}).get("samples_per_s")
-            if (eager_t and fast_t) or (eager_i and fast_i):
+            for path in args.paths[1:] if args.paths[0] == "eager" else []:
+                fast_t = results.get((path, "train"), {}).get("steps_per_s")
+                fast_i = results.get((path, "infer"), {}).get("samples_per_s")
                 rows.append(
-                    f"| {preset} | {batch} | speedup | "
+                    f"| {preset} | {batch} | {path} / eager | "
                     f"| {fmt(fast_t and eager_t and fast_t / eager_t, '{:.2f}x')} | "
                     f"| {fmt(fast_i and eager_i and fast_i / eager_i, '{:.2f}x')} | | | | |"
                 )
