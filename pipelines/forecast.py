@@ -21,7 +21,7 @@ from .forecast_io import forecast_dataset, write_forecast
 from .store import open_store
 from .timeaxis import ns
 from .train import load_for_store, window_spec
-from .windows import denormalize, normalize, store_stats, time_features
+from .windows import denormalize, normalize, store_stats, time_features, weekly_rhythm
 
 
 def parse_init_times(specs: list[str] | None, times: pd.DatetimeIndex, step: pd.Timedelta) -> pd.DatetimeIndex:
@@ -100,7 +100,7 @@ def make_forecast(checkpoint: str | Path, store: str | Path, init_times: list[st
 
     def feats(t: pd.DatetimeIndex, grid) -> torch.Tensor:
         hol = np.asarray(t.normalize().isin(list(holidays))) if holidays is not None else None
-        f = torch.from_numpy(time_features(t, hol)).to(dev)
+        f = torch.from_numpy(time_features(t, hol, weekly_rhythm(ds))).to(dev)
         return f[..., None, None].expand(-1, -1, *grid)
 
     leads = pd.to_timedelta(np.arange(1, steps + 1) * step)

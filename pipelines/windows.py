@@ -30,7 +30,7 @@ class WindowSpec:
     input: int
     output: int
     stride: int = 1
-    time_features: bool = False  # hour of day, day of week (+ holiday flag where the store has one)
+    time_features: bool = False  # hour of day (+ day of week and holidays for traffic), see time_features
 
     @property
     def length(self) -> int:
@@ -91,14 +91,22 @@ def store_stats(ds: xr.Dataset) -> dict:
     return {k: [float(v) for v in ds[f"stat_{k}"].values] for k in ("mean", "std", "min", "max")}
 
 
-def time_features(times: pd.DatetimeIndex, holiday: np.ndarray | None) -> np.ndarray:
-    """(T, F) cyclic hour-of-day and day-of-week encodings, plus the holiday flag when given."""
+def time_features(times: pd.DatetimeIndex, holiday: np.ndarray | None, weekly: bool) -> np.ndarray:
+    """(T, F) cyclic hour-of-day encoding; day of week too for traffic (weekly rhythm), and the holiday flag
+    when given. Weather gets the hour only: a day-of-week or day-of-year input lets a model memorize the
+    few weeks of a short record instead of learning the diurnal cycle."""
     hour = (times.hour + times.minute / 60.0).to_numpy() / 24.0
-    dow = times.day_of_week.to_numpy() / 7.0
-    cols = [np.sin(2 * np.pi * hour), np.cos(2 * np.pi * hour), np.sin(2 * np.pi * dow), np.cos(2 * np.pi * dow)]
+    cols = [np.sin(2 * np.pi * hour), np.cos(2 * np.pi * hour)]
+    if weekly:
+        dow = times.day_of_week.to_numpy() / 7.0
+        cols += [np.sin(2 * np.pi * dow), np.cos(2 * np.pi * dow)]
     if holiday is not None:
         cols.append(holiday.astype("float64"))
     return np.stack(cols, axis=1).astype("float32")
+
+
+def weekly_rhythm(ds: xr.Dataset) -> bool:
+    return ds.attrs.get("kind") == "taxibj"
 
 
 class FrameCache:
@@ -148,7 +156,8 @@ class Windows:
         self.starts = window_starts(self.times, self.step, in_split, self.spec)
         self.channels = [str(c) for c in self.ds["channel"].values]
         holiday = self.ds["holiday"].values if "holiday" in self.ds else None
-        self.features = time_features(self.times, holiday) if self.spec.time_features else None
+        self.weekly = weekly_rhythm(self.ds)
+        self.features = time_features(self.times, holiday, self.weekly) if self.spec.time_features else None
         self.n_features = 0 if self.features is None else self.features.shape[1]
 
         # the frames this split's windows can touch: one contiguous range of time indices
@@ -204,7 +213,7 @@ class Windows:
         if "holiday" in self.ds:
             days = set(self.times[self.ds["holiday"].values.astype(bool)].normalize())
             holiday = np.asarray(times.normalize().isin(list(days)))
-        return torch.from_numpy(time_features(times, holiday)).to(self.device)
+        return torch.from_numpy(time_features(times, holiday, self.weekly)).to(self.device)
 
     def describe(self) -> dict:
         return {"split": self.split, "samples": len(self), "input": self.spec.input, "output": self.spec.output,

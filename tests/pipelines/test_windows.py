@@ -47,12 +47,16 @@ def test_windows_never_span_gaps_or_splits(present, split_cuts, t_in, t_out, str
         assert in_split[i:i + spec.length].all()
 
 
-@pytest.fixture
-def era5_store(real_data):
+def era5_store_path(real_data):
     e = load_catalog()["era5-uk-t2m"]
     e = e.model_copy(update={"source": e.source.model_copy(update={
         "pattern": str(real_data / "weather/era5_uk_t2m_0.25deg/*.nc"), "root": "data"})})
     return ingest(e, progress=False).store
+
+
+@pytest.fixture
+def era5_store(real_data):
+    return era5_store_path(real_data)
 
 
 def test_sample_counts_per_split(era5_store):
@@ -97,8 +101,10 @@ def test_time_features_are_extra_input_channels(real_data):
     store = ingest(e, progress=False).store
     w = Windows(store, "train", WindowSpec(4, 4, time_features=True))
     x, y = w.batch(torch.tensor([0, 10]))
-    assert x.shape == (2, 4, 2 + 4, 14, 8) and y.shape == (2, 4, 2, 14, 8)
+    assert x.shape == (2, 4, 2 + 4, 14, 8) and y.shape == (2, 4, 2, 14, 8)  # hour and weekday, sin/cos
     assert w.shape == (4, 6, 14, 8)
+    weather = Windows(era5_store_path(real_data), "train", WindowSpec(12, 12, time_features=True))
+    assert weather.shape == (12, 1 + 2, 33, 49)  # hour of day only
     hour_sin = x[0, :, 2, 0, 0]
     t = w.times[w.starts[0]:w.starts[0] + 4]
     np.testing.assert_allclose(hour_sin.numpy(), np.sin(2 * np.pi * (t.hour + t.minute / 60) / 24), atol=1e-6)
