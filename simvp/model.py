@@ -29,6 +29,8 @@ class SimVP(nn.Module):
             convolutions map the stacked latent and the skip from T to `out_frames` frames.
         mlp_ratio, drop, drop_path: MetaBlock settings (gsta, tau); unused by incepu.
         spatio_kernel_enc, spatio_kernel_dec: kernel size of the encoder/decoder convolutions.
+        residual: add the last input frame to every output frame, so the network predicts changes
+            (not in the released SimVP; off by default; helps on short records, see the catalog).
 
     `model.config` is the plain dict of these arguments: ``SimVP(**model.config)`` rebuilds it.
     """
@@ -47,6 +49,7 @@ class SimVP(nn.Module):
         drop_path: float = 0.0,
         spatio_kernel_enc: int = 3,
         spatio_kernel_dec: int = 3,
+        residual: bool = False,
     ):
         super().__init__()
         frames, channels, height, width = (int(v) for v in in_shape)
@@ -58,8 +61,9 @@ class SimVP(nn.Module):
             in_shape=[frames, channels, height, width], hid_S=hid_S, hid_T=hid_T, N_S=N_S,
             N_T=N_T, translator=translator, out_frames=out_frames, mlp_ratio=mlp_ratio,
             drop=drop, drop_path=drop_path, spatio_kernel_enc=spatio_kernel_enc,
-            spatio_kernel_dec=spatio_kernel_dec,
+            spatio_kernel_dec=spatio_kernel_dec, residual=residual,
         )
+        self.residual = residual
         self.in_frames, self.out_frames, self.channels = frames, out_frames, channels
         self.reduction = spatial_reduction(N_S)
 
@@ -86,6 +90,7 @@ class SimVP(nn.Module):
             raise ValueError(
                 f"expected input (B, {self.in_frames}, {self.channels}, H, W), got {tuple(x.shape)}"
             )
+        last = x[:, -1:]
         x = self._pad(x.reshape(batch * frames, channels, height, width))
 
         latent, skip = self.encoder(x)
@@ -97,7 +102,10 @@ class SimVP(nn.Module):
         skip = skip.reshape(batch * self.out_frames, hidden, skip_h, skip_w)
 
         y = self.decoder(latent, skip)[..., :height, :width]
-        return y.reshape(batch, self.out_frames, channels, height, width)
+        y = y.reshape(batch, self.out_frames, channels, height, width)
+        if self.residual:  # predict the change from the last observed frame
+            y = y + last
+        return y
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Replicate-pad bottom/right so that H and W divide by the downsampling factor."""
