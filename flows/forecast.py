@@ -64,7 +64,7 @@ def weatherbench_forecast(dataset: str = "era5-uk-t2m", checkpoint: str | None =
                           init_times: list[str] | None = None, lead_hours: float | None = None, device: str = "auto",
                           refresh_store: bool = True, source: str | None = None, runs_dir: str | None = None,
                           out_dir: str | None = None, projection: str = "PlateCarree",
-                          map_leads: list[str] | None = None) -> dict:
+                          map_leads: list[str | float] | None = None) -> dict:
     """Forecast a WeatherBench-kind entry from the latest data in its store with the newest checkpoint; maps.
 
     Args:
@@ -88,7 +88,7 @@ def weatherbench_forecast(dataset: str = "era5-uk-t2m", checkpoint: str | None =
 def taxibj_forecast(dataset: str = "nybike", checkpoint: str | None = None, init_times: list[str] | None = None,
                     lead_hours: float | None = None, device: str = "auto", refresh_store: bool = True,
                     source: str | None = None, runs_dir: str | None = None, out_dir: str | None = None,
-                    projection: str = "PlateCarree", map_leads: list[str] | None = None) -> dict:
+                    projection: str = "PlateCarree", map_leads: list[str | float] | None = None) -> dict:
     """Forecast a TaxiBJ-kind entry (city flows) from the latest data in its store with the newest checkpoint.
 
     Args:

@@ -13,7 +13,7 @@ from flows.tasks import map_report, one_line_errors, store_for
 
 @flow(name="map-report")
 def map_report_flow(forecast: str, out: str | None = None, truth: str | None = None, metrics: str | None = None,
-                    projection: str = "PlateCarree", leads: list[str] | None = None) -> dict:
+                    projection: str = "PlateCarree", leads: list[str | float] | None = None) -> dict:
     """Maps (observed, forecast, truth, error where the truth covers them), a lead-time metrics plot and
     report.html / report.md for a forecast.
 
@@ -28,8 +28,10 @@ def map_report_flow(forecast: str, out: str | None = None, truth: str | None = N
     path = Path(forecast).absolute()
     out = out or str(path.with_name(f"{path.with_suffix('').name}-report"))
     with one_line_errors():
-        if truth and not Path(truth).exists():
+        if truth and not Path(truth).exists() and "/" not in truth and not truth.endswith(".zarr"):
             truth = str(store_for(truth))  # a catalog entry's store
+        if metrics and not Path(metrics).is_file():
+            raise ValueError(f"{metrics}: metrics file not found (expected metrics.json from simcast evaluate)")
         scores = json.loads(Path(metrics).read_text()) if metrics else None
     report = map_report(str(path), out, truth=truth, metrics=scores, projection=projection, leads=leads)
     publish_report(str(path), report)

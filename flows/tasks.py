@@ -90,7 +90,7 @@ def newest_checkpoint(dataset: str, runs_dir: str | None = None) -> Path:
                   if (m := RUN_NAME.match(p.name)) and m["name"] == dataset and (p / "best.pt").is_file())
     if not runs:
         raise ValueError(f"{root}: no trained checkpoint for {dataset!r} (no {dataset}-<time>/best.pt); "
-                       f"run the training flow first or pass checkpoint=...")
+                         f"run the training flow first or pass checkpoint=...")
     return runs[-1] / "best.pt"
 
 
@@ -184,11 +184,27 @@ CLI_TRAIN_OPTIONS = {"batch_size": "--batch-size", "lr": "--lr", "seed": "--seed
 CLI_TRAIN_FLAGS = {"compile": "--compile", "deterministic": "--deterministic"}
 
 
+def check_train_options(options: dict | None) -> None:
+    """train_options are TrainConfig fields other than those the flow sets itself."""
+    import dataclasses
+
+    from simvp.trainer import TrainConfig
+
+    allowed = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs", "device", "recipe"}
+    unknown = sorted(set(options or {}) - allowed)
+    if unknown:
+        raise ValueError(f"train_options {unknown} are not training settings (epochs and device are parameters of "
+                         f"their own; the others: {', '.join(sorted(allowed))})")
+
+
 def nproc(nproc_per_node: int | None) -> int:
     """Processes per node: the parameter, else $SIMCAST_NPROC_PER_NODE (a deployment job variable), else 1."""
-    n = nproc_per_node if nproc_per_node is not None else int(os.environ.get("SIMCAST_NPROC_PER_NODE") or 1)
+    env = os.environ.get("SIMCAST_NPROC_PER_NODE") or "1"
+    if nproc_per_node is None and not env.isdigit():
+        raise ValueError(f"SIMCAST_NPROC_PER_NODE must be a whole number of processes, got {env!r}")
+    n = nproc_per_node if nproc_per_node is not None else int(env)
     if n < 1:
-        raise BadInput(f"nproc_per_node must be >= 1, got {n}")
+        raise ValueError(f"nproc_per_node must be >= 1, got {n}")
     return n
 
 
@@ -209,7 +225,7 @@ def torchrun_command(dataset: str, store: str, run_dir: Path, nproc_per_node: in
                 args.append(CLI_TRAIN_FLAGS[key])
         else:
             known = ", ".join([*CLI_TRAIN_OPTIONS, *CLI_TRAIN_FLAGS])
-            raise BadInput(f"train option {key!r} cannot be passed to `simcast train` under torchrun "
+            raise ValueError(f"train option {key!r} cannot be passed to `simcast train` under torchrun "
                            f"(it takes {known}); drop it or train with nproc_per_node=1")
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
             "-m", "pipelines.cli", *args]
@@ -250,8 +266,9 @@ def train_model(dataset: str, store: str, run_dir: str, preset: str | None = Non
     from pipelines.train import run_training
 
     logger = get_run_logger()
-    n = nproc(nproc_per_node)
     with one_line_errors():
+        n = nproc(nproc_per_node)
+        check_train_options(options)
         if n > 1:
             run_logged(torchrun_command(dataset, store, Path(run_dir), n, preset, translator, epochs, device,
                                         options), logger)
@@ -294,8 +311,8 @@ def evaluate_model(dataset: str, checkpoint: str, store: str, split: str = "test
 
     logger = get_run_logger()
     with one_line_errors():
-        metrics, info, paths = evaluate_checkpoint(dataset, checkpoint, split=split, out=eval_dir(checkpoint, split, out),
-                                                   store=store, device=device, progress=False)
+        metrics, info, paths = evaluate_checkpoint(dataset, checkpoint, split=split, store=store, device=device,
+                                                   out=eval_dir(checkpoint, split, out), progress=False)
     metrics = json.loads(Path(paths["metrics"]).read_text())  # as written: JSON-safe (null for undefined scores)
     units = set(info.get("units", {}).values())
     header, rows = metrics_table(metrics, units.pop() if len(units) == 1 else "")

@@ -51,11 +51,13 @@ def weatherbench_train(dataset: str = "era5-uk-t2m", preset: str | None = None, 
                        epochs: int | None = None, device: str = "auto", source: str | None = None,
                        train_options: dict | None = None, nproc_per_node: int | None = None,
                        dask_address: str | None = None, force_ingest: bool = False, runs_dir: str | None = None,
-                       split: str = "test", projection: str = "PlateCarree", map_leads: list[str] | None = None) -> dict:
+                       split: str = "test", projection: str = "PlateCarree",
+                       map_leads: list[str | float] | None = None) -> dict:
     """Train SimVP on a WeatherBench-kind catalog entry: ingest -> train -> evaluate -> report.
 
     Args:
-        dataset: catalog entry of kind weatherbench (e.g. weatherbench-t2m-5.625deg; default the bundled ERA5 UK sample).
+        dataset: catalog entry of kind weatherbench (e.g. weatherbench-t2m-5.625deg; default: the bundled ERA5 UK
+            sample).
         preset: simvp preset (default: the catalog entry's).
         translator: gsta | incepu | tau (default: the catalog entry's).
         epochs: epochs (default: the catalog entry's).
@@ -80,7 +82,8 @@ def taxibj_train(dataset: str = "nybike", preset: str | None = None, translator:
                  epochs: int | None = None, device: str = "auto", source: str | None = None,
                  train_options: dict | None = None, nproc_per_node: int | None = None,
                  dask_address: str | None = None, force_ingest: bool = False, runs_dir: str | None = None,
-                 split: str = "test", projection: str = "PlateCarree", map_leads: list[str] | None = None) -> dict:
+                 split: str = "test", projection: str = "PlateCarree",
+                 map_leads: list[str | float] | None = None) -> dict:
     """Train SimVP on a TaxiBJ-kind catalog entry (city flows): ingest -> train -> evaluate -> report.
 
     Args:

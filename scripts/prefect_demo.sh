@@ -8,9 +8,10 @@
 #   --dataset NAME a WeatherBench-kind catalog entry (default era5-uk-t2m, bundled: no downloads)
 #   --port PORT    the server's port on 127.0.0.1 (default 4200; a Prefect server already there is reused)
 #   --keep         leave the server and worker running afterwards, to look around in the UI
-# Logs: outputs/prefect-demo/{server,worker}.log. Environment: VENV (default .venv), PREFECT_HOME (default
+# Logs: outputs/prefect-demo/{server,deploy,worker}.log. Environment: VENV (default .venv), PREFECT_HOME (default
 # ~/.prefect), SIMCAST_* as for every simcast command.
 set -euo pipefail
+set -m  # background jobs in process groups of their own, with SIGINT not ignored (stopped below by group)
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
@@ -22,14 +23,14 @@ while [[ $# -gt 0 ]]; do
     --dataset) DATASET="$2"; shift 2 ;;
     --port) PORT="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ -x "$PREFECT" ]] || { echo "no $PREFECT: run 'make venv' first" >&2; exit 1; }
 
 export PREFECT_API_URL="http://127.0.0.1:$PORT/api"
-export PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_WORKER_QUERY_SECONDS=5
+export PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_WORKER_QUERY_SECONDS=5 COLUMNS=${COLUMNS:-160}
 LOGS=outputs/prefect-demo
 mkdir -p "$LOGS"
 POOL=simcast-process
@@ -48,7 +49,7 @@ stop() {
   [[ $KEEP == 1 ]] && return
   for pid in "${started[@]}"; do  # the worker first, then the server (each started in its own process group)
     kill -INT -- "-$pid" 2>/dev/null || continue
-    for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     kill -KILL -- "-$pid" 2>/dev/null || true
   done
 }
@@ -60,8 +61,9 @@ if healthy; then
   step "a Prefect server already answers at $PREFECT_API_URL: using it"
 else
   step "1. start the local Prefect server on 127.0.0.1:$PORT (SQLite under ${PREFECT_HOME:-~/.prefect})"
-  setsid "$PREFECT" server start --host 127.0.0.1 --port "$PORT" >"$LOGS/server.log" 2>&1 &
+  "$PREFECT" server start --host 127.0.0.1 --port "$PORT" >"$LOGS/server.log" 2>&1 &
   server=$!
+  disown
   started=("$server")
   for _ in $(seq 180); do healthy && break; kill -0 "$server" 2>/dev/null || { cat "$LOGS/server.log"; exit 1; }; sleep 1; done
   healthy || { echo "the server did not start; see $LOGS/server.log" >&2; exit 1; }
@@ -70,12 +72,14 @@ fi
 step "2. create the process work pool '$POOL'"
 "$PREFECT" work-pool inspect "$POOL" >/dev/null 2>&1 || "$PREFECT" work-pool create "$POOL" --type process
 
-step "3. deploy every flow in prefect.yaml"
-"$PREFECT" --no-prompt deploy --all | grep -E "Deployment '.*' successfully" || { echo "deploy failed" >&2; exit 1; }
+step "3. deploy every flow in prefect.yaml (log: $LOGS/deploy.log)"
+"$PREFECT" --no-prompt deploy --all >"$LOGS/deploy.log" 2>&1 || { tail -n 30 "$LOGS/deploy.log" >&2; exit 1; }
+"$PREFECT" deployment ls
 
 step "4. start a worker for '$POOL' (log: $LOGS/worker.log)"
-setsid "$PREFECT" worker start --pool "$POOL" >"$LOGS/worker.log" 2>&1 &
+"$PREFECT" worker start --pool "$POOL" >"$LOGS/worker.log" 2>&1 &
 started=("$!" "${started[@]}")  # stopped in this order: the worker, then the server
+disown
 
 step "5. prefect deployment run weatherbench-train/weatherbench-train -p dataset=$DATASET${EPOCHS:+ -p epochs=$EPOCHS}"
 echo "   watch it at http://127.0.0.1:$PORT/runs (flow run, task runs, logs, artifacts)"

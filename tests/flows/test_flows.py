@@ -76,6 +76,10 @@ def test_bad_input_fails_the_flow_with_the_pipelines_one_line(tiny):
     assert f"{tiny}/runs: no trained checkpoint for 'tiny-wb'" in msg
     msg = failure(run(map_report_flow, forecast=str(tiny / "nothing.zarr"))[0])
     assert "nothing.zarr" in msg and "\n" not in msg
+    msg = failure(run(map_report_flow, forecast=str(tiny / "nothing.zarr"), metrics="m.json")[0])
+    assert "m.json: metrics file not found" in msg
+    msg = failure(run(weatherbench_train, dataset="tiny-wb", train_options={"bogus": 1})[0])
+    assert "train_options ['bogus'] are not training settings" in msg
 
 
 def test_ingest_flow_on_a_dask_cluster(tiny):
