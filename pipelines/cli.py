@@ -163,6 +163,8 @@ def train(
     preset: Annotated[Optional[str], typer.Option(help="simvp preset (default: the catalog's)")] = None,
     translator: Annotated[Optional[str], typer.Option(help="gsta | incepu | tau")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="epochs (default: the catalog's)")] = None,
+    input_frames: Annotated[Optional[int], typer.Option("--input", help="frames in (default: the catalog's)")] = None,
+    output_frames: Annotated[Optional[int], typer.Option("--output", help="frames out (default: the catalog's)")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="batch size per process")] = None,
     lr: Annotated[Optional[float], typer.Option(help="peak learning rate")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
@@ -177,7 +179,8 @@ def train(
     from .train import run_training
 
     outcome = run_training(name, store=store, preset=preset, translator=translator, epochs=epochs, device=device,
-                           out=out, resume=resume, batch_size=batch_size, lr=lr, compile=compile or None,
+                           out=out, resume=resume, input_frames=input_frames, output_frames=output_frames,
+                           batch_size=batch_size, lr=lr, compile=compile or None,
                            seed=seed, deterministic=deterministic or None)
     r = outcome.result
     err.print(f"samples {outcome.samples}; best epoch {r.best_epoch}, validation loss {r.best_val_loss:.5f}; "

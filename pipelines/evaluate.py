@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .baselines import Baselines
 from .metrics import MetricAccumulator
 from .store import write_atomic
-from .windows import Windows, denormalize
+from .windows import Windows, denormalize, physical_floor
 
 FORECASTERS = ("model", "persistence", "previous_day", "climatology")
 HEADLINE = ("rmse", "mae", "rmse_weighted", "mae_weighted", "acc", "mse_paper", "mae_paper", "ssim", "psnr")
@@ -31,6 +31,10 @@ def _accumulator(w: Windows) -> MetricAccumulator:
     return MetricAccumulator(w.spec.output, w.channels, lat=lat, scale=scale, image_metrics=image, device=w.device)
 
 
+def clamp_physical(x: torch.Tensor, floor: float | None) -> torch.Tensor:
+    return x if floor is None else x.clamp_min(floor)
+
+
 def evaluate(w: Windows, predict: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 64,
              progress: bool = True) -> tuple[dict, dict]:
     """Score `predict` (normalized x -> normalized y, (B, T_out, C_out or more, H, W)) and the baselines.
@@ -42,6 +46,7 @@ def evaluate(w: Windows, predict: Callable[[torch.Tensor], torch.Tensor], batch_
     if samples.size == 0:
         raise ValueError(f"the {w.split} split has no complete window with its previous-day frames")
     accs = {name: _accumulator(w) for name in FORECASTERS}
+    floor = physical_floor(w.ds)
     n_ch = len(w.channels)
     batches = range(0, samples.size, batch_size)
     for start in tqdm(batches, desc=f"evaluate {w.split}", disable=not progress, unit="batch"):
@@ -53,7 +58,7 @@ def evaluate(w: Windows, predict: Callable[[torch.Tensor], torch.Tensor], batch_
         last = denormalize(x[:, -1, :n_ch], w.stats, w.method)
         clim = base.climatology(index).to(w.device)
         forecasts = {
-            "model": denormalize(pred, w.stats, w.method),
+            "model": clamp_physical(denormalize(pred, w.stats, w.method), floor),
             "persistence": base.persistence(last),
             "previous_day": base.previous_day(index).to(w.device),
             "climatology": clim,

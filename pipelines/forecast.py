@@ -21,7 +21,8 @@ from .forecast_io import forecast_dataset, write_forecast
 from .store import open_store
 from .timeaxis import ns
 from .train import load_for_store, window_spec
-from .windows import denormalize, normalize, store_stats, time_features, weekly_rhythm
+from .evaluate import clamp_physical
+from .windows import denormalize, normalize, physical_floor, store_stats, time_features, weekly_rhythm
 
 
 def parse_init_times(specs: list[str] | None, times: pd.DatetimeIndex, step: pd.Timedelta) -> pd.DatetimeIndex:
@@ -94,6 +95,7 @@ def make_forecast(checkpoint: str | Path, store: str | Path, init_times: list[st
     hist = history_index(store, times, step, inits, spec.input)
     stats, method = store_stats(ds), ds.attrs["normalization"]
     n_ch = ds.sizes["channel"]
+    floor = physical_floor(ds)
     holidays = None
     if "holiday" in ds:
         holidays = set(times[ds["holiday"].values.astype(bool)].normalize())
@@ -121,7 +123,7 @@ def make_forecast(checkpoint: str | Path, store: str | Path, init_times: list[st
                 return torch.stack([feats(pd.DatetimeIndex(t0 + ahead), grid) for t0 in init_b])
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             pred = rollout(model, x, steps, n_ch, future)
-        values[b0:b0 + len(idx)] = denormalize(pred.float(), stats, method).cpu().numpy()
+        values[b0:b0 + len(idx)] = clamp_physical(denormalize(pred.float(), stats, method), floor).cpu().numpy()
     provenance = {"checkpoint": str(checkpoint), "store": str(store), "model": ckpt["meta"].get("preset", ""),
                   "translator": ckpt["meta"]["model_config"]["translator"],
                   "trained_output_frames": spec.output, "rollout": steps > spec.output}

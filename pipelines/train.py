@@ -93,6 +93,10 @@ def _train_config(entry, epochs, device, overrides: dict) -> TrainConfig:
     if epochs is not None:
         fields["epochs"] = epochs
     fields["device"] = device
+    if recipe and "warmup_epochs" not in fields and "epochs" in fields:
+        # a shortened run keeps the recipe's shape: warm up for the same share of it, not the full-length count
+        full = RECIPES[recipe]
+        fields["warmup_epochs"] = full.get("warmup_epochs", 0) * fields["epochs"] / full.get("epochs", fields["epochs"])
     return TrainConfig.from_recipe(recipe, **fields) if recipe else TrainConfig(**fields)
 
 
@@ -109,7 +113,8 @@ def latest_run_dir(name: str) -> Path | None:
 def run_training(name: str, store: str | Path | None = None, preset: str | None = None,
                  translator: str | None = None, epochs: int | None = None, device: str = "auto",
                  out: str | Path | None = None, resume: bool = False, progress: bool = True,
-                 log=None, **overrides) -> TrainOutcome:
+                 log=None, input_frames: int | None = None, output_frames: int | None = None,
+                 stride: int | None = None, **overrides) -> TrainOutcome:
     """Train SimVP on an ingested catalog entry with its default settings (flags override them)."""
     entry = data_catalog.get_entry(name)
     store_path = Path(store) if store is not None else data_catalog.store_path(entry)
@@ -122,7 +127,8 @@ def run_training(name: str, store: str | Path | None = None, preset: str | None 
         raise InputError(entry.name, "no training defaults in the catalog; pass --preset")
     if preset not in simvp.PRESETS:
         raise InputError(entry.name, f"unknown preset {preset!r} (known: {', '.join(simvp.PRESETS)})")
-    spec = WindowSpec.from_store(ds, time_features=bool(t and t.time_features))
+    spec = WindowSpec.from_store(ds, input=input_frames, output=output_frames, stride=stride,
+                                 time_features=bool(t and t.time_features))
     config = _train_config(entry, epochs, device, overrides)
     # under torchrun each process holds its data on its own GPU
     windows = split_windows(ds, spec, device=resolve_device(device, int(os.environ.get("LOCAL_RANK", 0))))

@@ -105,6 +105,11 @@ def time_features(times: pd.DatetimeIndex, holiday: np.ndarray | None, weekly: b
     return np.stack(cols, axis=1).astype("float32")
 
 
+def physical_floor(ds: xr.Dataset) -> float | None:
+    """The smallest physical value a forecast may take: traffic flows are counts, never negative."""
+    return 0.0 if ds.attrs.get("kind") == "taxibj" else None
+
+
 def weekly_rhythm(ds: xr.Dataset) -> bool:
     return ds.attrs.get("kind") == "taxibj"
 

@@ -12,7 +12,7 @@ from data_catalog import load_catalog
 from pipelines.baselines import Baselines, climatology
 from pipelines.evaluate import evaluate, write_metrics
 from pipelines.ingest import ingest
-from pipelines.windows import Windows
+from pipelines.windows import Windows, WindowSpec
 
 
 def _store(real_data, name, pattern):
@@ -42,7 +42,7 @@ def real_data_module():
 
 
 def test_baselines_read_the_right_frames(stores):
-    w = Windows(stores["era5"], "test")
+    w = Windows(stores["era5"], "test", WindowSpec(12, 12))
     b = Baselines(w)
     data = w.ds["data"].values
     idx = np.array([0, 7, 100])
@@ -62,7 +62,7 @@ def test_baselines_read_the_right_frames(stores):
 
 
 def test_persistence_model_scores_like_the_persistence_baseline(stores, tmp_path):
-    w = Windows(stores["era5"], "test")
+    w = Windows(stores["era5"], "test", WindowSpec(12, 12))
     metrics, info = evaluate(w, lambda x: x[:, -1:].expand(-1, 12, -1, -1, -1), progress=False)
     assert set(metrics) == {"model", "persistence", "previous_day", "climatology"}
     assert metrics["model"]["rmse"] == pytest.approx(metrics["persistence"]["rmse"], rel=1e-5)

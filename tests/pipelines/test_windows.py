@@ -60,7 +60,7 @@ def era5_store(real_data):
 
 
 def test_sample_counts_per_split(era5_store):
-    w = split_windows(era5_store)
+    w = split_windows(era5_store, WindowSpec(12, 12))
     # 504 / 72 / 168 hourly steps, windows of 24 steps
     assert [len(w[s]) for s in ("train", "validation", "test")] == [504 - 23, 72 - 23, 168 - 23]
     x, y = w["test"].batch(torch.tensor([0, 5]))
@@ -69,8 +69,8 @@ def test_sample_counts_per_split(era5_store):
 
 
 def test_in_memory_and_streamed_samples_are_identical(era5_store):
-    mem = Windows(era5_store, "train", in_memory=True)
-    stream = Windows(era5_store, "train", in_memory=False)
+    mem = Windows(era5_store, "train", WindowSpec(12, 12), in_memory=True)
+    stream = Windows(era5_store, "train", WindowSpec(12, 12), in_memory=False)
     stream._cache.chunk = 50  # force windows across chunk borders
     idx = torch.tensor([0, 1, 37, 199, 480, 250])
     for a, b in zip(mem.batch(idx), stream.batch(idx)):
@@ -78,12 +78,12 @@ def test_in_memory_and_streamed_samples_are_identical(era5_store):
 
 
 def test_normalized_with_training_statistics(era5_store):
-    w = Windows(era5_store, "train")
+    w = Windows(era5_store, "train", WindowSpec(12, 12))
     x, _ = w.batch(torch.arange(len(w)))
     frames = w.ds["data"].sel(time=slice("2019-03-01", "2019-03-21")).values.astype("float64")
     assert abs(float(frames.mean()) - w.stats["mean"][0]) < 1e-6
     assert abs(float(x.mean())) < 0.05  # the training windows are near zero mean in normalized units
-    test = Windows(era5_store, "test")
+    test = Windows(era5_store, "test", WindowSpec(12, 12))
     _, y = test.batch(torch.tensor([3]))
     phys = denormalize(y, test.stats, test.method)
     expected = test.ds["data"].values[test.starts[3] + 12:test.starts[3] + 24]
