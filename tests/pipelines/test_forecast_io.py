@@ -183,7 +183,7 @@ def test_geotiff_needs_rioxarray(era5_store, tmp_path):
     else:
         paths = write_forecast(fc, tmp_path / "fc", formats=("netcdf",), geotiff=True)
         tifs = sorted(paths["geotiff"].glob("*.tif"))
-        assert [t.name[-13:] for t in tifs] == ["_lead01h.tif", "_lead02h.tif"]
+        assert [t.name.split("_", 1)[1] for t in tifs] == ["lead01h.tif", "lead02h.tif"]
 
 
 # ---- reading back --------------------------------------------------------------------------------
