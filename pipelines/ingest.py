@@ -28,7 +28,7 @@ from .readers.taxibj import read_holidays
 from .sources import describe_files, entry_files, fingerprint
 from .stats import combine_moments, frame_moments
 from .store import STORE_FORMAT, read_attrs, recover_interrupted, write_atomic
-from .timeaxis import data_step, find_gaps, on_step_grid, resolve_splits, split_mask
+from .timeaxis import data_step, find_gaps, missing_ranges, on_step_grid, resolve_splits, split_mask
 
 CHUNK_BYTES = 2 * 2**20  # uncompressed bytes per chunk: small enough for cheap random window reads
 
@@ -194,7 +194,7 @@ def _ingest(entry, ds, files, described, fp, target, dask_address, progress) -> 
             raise InputError(files[0], f"no data in the training period {s} .. {e} (files cover "
                                        f"{kept[0].isoformat(timespec='minutes')} .. {kept[-1].isoformat(timespec='minutes')})")
         stats = combine_moments(moments.isel(time=np.flatnonzero(keep)[train]))
-        missing = find_gaps(kept, np.array(["?"] * len(kept)), entry.step)
+        missing = missing_ranges(kept, entry.step)
 
         summary = _summary(entry, ds, kept, splits, missing, stats, target)
         attrs = {
