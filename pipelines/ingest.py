@@ -107,7 +107,7 @@ def _drop_incomplete_days(times: pd.DatetimeIndex, keep: np.ndarray, step: pd.Ti
     return keep & np.asarray(days.isin(complete))
 
 
-def _provenance(entry: DatasetEntry, described: list[dict]) -> dict:
+def _provenance(described: list[dict]) -> dict:
     return {
         "source_files": described,
         "catalog": str(data_catalog.loader.catalog_path()),
@@ -211,7 +211,7 @@ def _ingest(entry, ds, files, described, fp, target, dask_address, progress) -> 
             "missing_count": int(sum(g.count for g in missing)),
             "extent": json.dumps(entry.extent.model_dump(mode="json") if entry.extent else None),
             "catalog_entry": json.dumps(entry.model_dump(mode="json")),
-            "provenance": json.dumps(_provenance(entry, described)),
+            "provenance": json.dumps(_provenance(described)),
             "fingerprint": fp,
             "summary": json.dumps(summary),
         }

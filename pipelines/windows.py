@@ -210,16 +210,6 @@ class Windows:
             x = torch.cat([x, feat], dim=2)
         return x, y
 
-    def features_at(self, times: pd.DatetimeIndex) -> torch.Tensor | None:
-        """Time features (len(times), F) for any times, e.g. beyond the store during rollout."""
-        if self.features is None:
-            return None
-        holiday = None
-        if "holiday" in self.ds:
-            days = set(self.times[self.ds["holiday"].values.astype(bool)].normalize())
-            holiday = np.asarray(times.normalize().isin(list(days)))
-        return torch.from_numpy(time_features(times, holiday, self.weekly)).to(self.device)
-
     def describe(self) -> dict:
         return {"split": self.split, "samples": len(self), "input": self.spec.input, "output": self.spec.output,
                 "stride": self.spec.stride, "in_memory": self.in_memory,

@@ -8,22 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-TINY_MODEL = {"hid_S": 4, "hid_T": 8, "N_S": 2, "N_T": 2, "drop_path": 0.0, "mlp_ratio": 2.0}
-
-TINY_WB = {
-    "kind": "weatherbench",
-    "source": {"pattern": "wb/2m_temperature/*.nc"},
-    "variables": [{"name": "t2m"}],
-    "time_step": "1h",
-    "splits": {"train": {"start": "2010-01-01", "end": "2010-01-04"},
-               "validation": {"start": "2010-01-05", "end": "2010-01-05"},
-               "test": {"start": "2010-01-06", "end": "2010-01-07"}},
-    "window": {"input": 6, "output": 6, "stride": 3},
-    "grid": [9, 13],
-    "store": "tiny-wb.zarr",
-    "training": {"preset": "weatherbench-t2m-5.625deg", "translator": "gsta", "model": TINY_MODEL,
-                 "epochs": 1, "batch_size": 8, "lr": 0.01, "schedule": "onecycle", "time_features": True},
-}
+from ..conftest import TINY_MODEL, TINY_WB
 
 TINY_BJ = {
     "kind": "taxibj",

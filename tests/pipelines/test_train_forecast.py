@@ -15,25 +15,12 @@ from pipelines.forecast_io import open_forecast
 from pipelines.ingest import ingest
 from simvp.checkpoint import CheckpointError
 
-from ..conftest import write_catalog
+from ..conftest import TINY_WB, write_catalog
 
 runner = CliRunner()
 
-ENTRY = {
-    "kind": "weatherbench",
-    "source": {"pattern": "tiny/2m_temperature/*.nc"},
-    "variables": [{"name": "t2m"}],
-    "time_step": "1h",
-    "splits": {"train": {"start": "2010-01-01", "end": "2010-01-04"},
-               "validation": {"start": "2010-01-05", "end": "2010-01-05"},
-               "test": {"start": "2010-01-06", "end": "2010-01-07"}},
-    "window": {"input": 6, "output": 6, "stride": 3},
-    "grid": [9, 13],
-    "store": "tiny.zarr",
-    "training": {"preset": "weatherbench-t2m-5.625deg", "translator": "gsta",
-                 "model": {"hid_S": 4, "hid_T": 8, "N_S": 2, "N_T": 2, "drop_path": 0.0, "mlp_ratio": 2.0},
-                 "epochs": 2, "batch_size": 8, "lr": 0.01, "schedule": "onecycle", "time_features": True},
-}
+ENTRY = {**TINY_WB, "source": {"pattern": "tiny/2m_temperature/*.nc"}, "store": "tiny.zarr",
+         "training": {**TINY_WB["training"], "epochs": 2}}
 
 
 @pytest.fixture
