@@ -106,6 +106,8 @@ class Training(_Strict):
     epochs: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0)
+    optimizer: Literal["adam", "adamw"] | None = None
+    weight_decay: float | None = Field(None, ge=0)
     schedule: Literal["cosine", "onecycle", "constant"] | None = None
     warmup_epochs: float | None = Field(None, ge=0)
     patience: int | None = Field(None, ge=1)

@@ -87,7 +87,8 @@ def window_spec(meta: dict) -> WindowSpec:
 def _train_config(entry, epochs, device, overrides: dict) -> TrainConfig:
     t = entry.training
     recipe = (t.recipe if t and t.recipe else None) or (t.preset if t and t.preset in RECIPES else None)
-    fields = {k: getattr(t, k) for k in ("epochs", "batch_size", "lr", "schedule", "warmup_epochs", "patience")
+    fields = {k: getattr(t, k) for k in ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "schedule",
+                                     "warmup_epochs", "patience")
               if t is not None and getattr(t, k) is not None}
     fields.update({k: v for k, v in overrides.items() if v is not None})
     if epochs is not None:
@@ -135,7 +136,10 @@ def run_training(name: str, store: str | Path | None = None, preset: str | None 
     model_args = {**simvp.PRESETS[preset], **(t.model if t else {}),
                   "in_shape": windows["train"].shape, "out_frames": spec.output,
                   "translator": translator or (t.translator if t else "gsta")}
-    model = simvp.SimVP(**model_args)
+    try:
+        model = simvp.SimVP(**model_args)
+    except ValueError as error:
+        raise InputError(entry.name, f"training.model does not fit a {spec.input} -> {spec.output} window: {error}")
     if out is not None:
         run_dir = Path(out)
     elif resume:

@@ -29,8 +29,11 @@ class SimVP(nn.Module):
             convolutions map the stacked latent and the skip from T to `out_frames` frames.
         mlp_ratio, drop, drop_path: MetaBlock settings (gsta, tau); unused by incepu.
         spatio_kernel_enc, spatio_kernel_dec: kernel size of the encoder/decoder convolutions.
-        residual: add the last input frame to every output frame, so the network predicts changes
+        residual: add an observed frame to every output frame, so the network predicts changes
             (not in the released SimVP; off by default; helps on short records, see the catalog).
+        residual_lag: which frame `residual` adds: None for the last input frame (persistence), or
+            a lag L for the frame L steps before each target, e.g. 24 for the same hour one day
+            earlier in hourly data. Needs ``out_frames <= L <= T`` so that it is always an input.
 
     `model.config` is the plain dict of these arguments: ``SimVP(**model.config)`` rebuilds it.
     """
@@ -50,6 +53,7 @@ class SimVP(nn.Module):
         spatio_kernel_enc: int = 3,
         spatio_kernel_dec: int = 3,
         residual: bool = False,
+        residual_lag: int | None = None,
     ):
         super().__init__()
         frames, channels, height, width = (int(v) for v in in_shape)
@@ -57,13 +61,28 @@ class SimVP(nn.Module):
         if translator not in TRANSLATORS:
             raise ValueError(f"unknown translator {translator!r}; expected one of {sorted(TRANSLATORS)}")
         out_frames = frames if out_frames is None else int(out_frames)
+        if residual_lag is not None:
+            residual_lag = int(residual_lag)
+            if not residual:
+                raise ValueError("residual_lag is set but residual is off: set residual=True to use it")
+            if not out_frames <= residual_lag <= frames:
+                raise ValueError(
+                    f"residual_lag {residual_lag} must lie between the output frames ({out_frames}) and "
+                    f"the input frames ({frames}) so that the lagged frame is always an input"
+                )
         self._config: dict[str, Any] = dict(
             in_shape=[frames, channels, height, width], hid_S=hid_S, hid_T=hid_T, N_S=N_S,
             N_T=N_T, translator=translator, out_frames=out_frames, mlp_ratio=mlp_ratio,
             drop=drop, drop_path=drop_path, spatio_kernel_enc=spatio_kernel_enc,
-            spatio_kernel_dec=spatio_kernel_dec, residual=residual,
+            spatio_kernel_dec=spatio_kernel_dec, residual=residual, residual_lag=residual_lag,
         )
         self.residual = residual
+        # input frame index added to each output frame: the last one, or the one `residual_lag` before it
+        if residual_lag is None:
+            anchor = torch.full((out_frames,), frames - 1)
+        else:
+            anchor = torch.arange(frames - residual_lag, frames - residual_lag + out_frames)
+        self.register_buffer("residual_anchor", anchor, persistent=False)
         self.in_frames, self.out_frames, self.channels = frames, out_frames, channels
         self.reduction = spatial_reduction(N_S)
 
@@ -72,6 +91,9 @@ class SimVP(nn.Module):
             frames * hid_S, hid_T, N_T, mlp_ratio=mlp_ratio, drop=drop, drop_path=drop_path
         )
         self.decoder = FrameDecoder(hid_S, channels, N_S, spatio_kernel_dec)
+        if residual:  # start from the anchor forecast: an untrained model predicts no change
+            nn.init.zeros_(self.decoder.readout.weight)
+            nn.init.zeros_(self.decoder.readout.bias)
         if out_frames != frames:
             self.latent_projection = nn.Conv2d(frames * hid_S, out_frames * hid_S, 1)
             self.skip_projection = nn.Conv2d(frames * hid_S, out_frames * hid_S, 1)
@@ -90,7 +112,7 @@ class SimVP(nn.Module):
             raise ValueError(
                 f"expected input (B, {self.in_frames}, {self.channels}, H, W), got {tuple(x.shape)}"
             )
-        last = x[:, -1:]
+        anchor = x[:, self.residual_anchor] if self.residual else None
         x = self._pad(x.reshape(batch * frames, channels, height, width))
 
         latent, skip = self.encoder(x)
@@ -103,8 +125,8 @@ class SimVP(nn.Module):
 
         y = self.decoder(latent, skip)[..., :height, :width]
         y = y.reshape(batch, self.out_frames, channels, height, width)
-        if self.residual:  # predict the change from the last observed frame
-            y = y + last
+        if self.residual:  # predict the change from an observed frame
+            y = y + anchor
         return y
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:

@@ -90,3 +90,27 @@ def test_traffic_metrics_include_paper_convention(stores):
     assert {"mse_paper", "mae_paper", "ssim", "psnr"} <= set(m) and "rmse_weighted" not in m
     assert info["samples"] == 14 * 48 - 7  # the first day's previous-day frames lie in validation: allowed
     assert m["mse_paper"] == pytest.approx(metrics["persistence"]["mse_paper"])
+
+
+def test_shipped_training_defaults_fit_their_windows(stores):
+    """Each bundled entry's catalog model builds on its real windows; the ERA5 default starts as the
+    previous-day forecast, and a window too short for its residual lag is refused in one line."""
+    import simvp
+    from pipelines.errors import InputError
+    from pipelines.store import open_store
+    from pipelines.train import run_training
+
+    for key, name in (("era5", "era5-uk-t2m"), ("nybike", "nybike")):
+        entry = load_catalog()[name]
+        ds = open_store(stores[key])
+        spec = WindowSpec.from_store(ds, time_features=entry.training.time_features)
+        windows = Windows(ds, "test", spec)
+        model = simvp.SimVP(**{**simvp.PRESETS[entry.training.preset], **entry.training.model,
+                               "in_shape": windows.shape, "out_frames": spec.output}).eval()
+        x, _ = windows.batch(np.arange(4))
+        with torch.no_grad():
+            y = model(x)
+        if name == "era5-uk-t2m":  # untrained: exactly the same hours one day earlier (inputs 0..11 of 24)
+            torch.testing.assert_close(y, x[:, :12])
+    with pytest.raises(InputError, match="residual_lag 24 must lie between"):
+        run_training("era5-uk-t2m", store=stores["era5"], input_frames=12, device="cpu", progress=False)

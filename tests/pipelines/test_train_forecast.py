@@ -75,3 +75,17 @@ def test_checkpoint_for_another_store_is_refused(tiny):
     r = runner.invoke(app, ["forecast", "tiny", "--checkpoint", str(bad), "--out", str(tiny / "x")])
     assert r.exit_code == 1 and str(bad) in r.output and len(r.output.strip().splitlines()) == 1
     assert not (tiny / "x.zarr").exists()
+
+
+def test_catalog_training_defaults_reach_the_trainer():
+    from pipelines.train import _train_config
+
+    from ..conftest import entry
+
+    e = entry(training={"preset": "weatherbench-t2m-5.625deg", "optimizer": "adamw", "weight_decay": 0.05,
+                        "epochs": 5, "lr": 1e-3, "schedule": "onecycle"})
+    config = _train_config(e, None, "cpu", {})
+    assert (config.optimizer, config.weight_decay, config.epochs, config.lr, config.schedule) == (
+        "adamw", 0.05, 5, 1e-3, "onecycle")
+    flagged = _train_config(e, 2, "cpu", {"lr": 0.1, "batch_size": None})
+    assert (flagged.epochs, flagged.lr, flagged.optimizer) == (2, 0.1, "adamw")  # flags win, unset flags do not
