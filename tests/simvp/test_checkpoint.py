@@ -19,14 +19,6 @@ META = {"catalog_entry": {"name": "wb", "grid": [32, 64]}, "window": {"input": 4
         "normalization": {"mean": [280.5], "std": [12.25]}, "simcast_version": "0.1.0"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def parts():
     torch.manual_seed(0)

@@ -18,15 +18,6 @@ from simvp.trainer import (
 )
 from simvp.translators import differential_divergence_loss
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run fastest on one thread (and do not fight other jobs for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = dict(in_shape=(4, 1, 16, 16), hid_S=8, hid_T=16, N_S=2, N_T=2)
 
 
