@@ -139,7 +139,7 @@ def run_training(name: str, store: str | Path | None = None, preset: str | None 
     try:
         model = simvp.SimVP(**model_args)
     except ValueError as error:
-        raise InputError(entry.name, f"training.model does not fit a {spec.input} -> {spec.output} window: {error}")
+        raise InputError(entry.name, f"cannot build the model for a {spec.input} -> {spec.output} window: {error}")
     if out is not None:
         run_dir = Path(out)
     elif resume:

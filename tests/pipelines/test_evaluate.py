@@ -8,10 +8,14 @@ import pytest
 import torch
 import xarray as xr
 
+import simvp
 from data_catalog import load_catalog
 from pipelines.baselines import Baselines, climatology
+from pipelines.errors import InputError
 from pipelines.evaluate import evaluate, write_metrics
 from pipelines.ingest import ingest
+from pipelines.store import open_store
+from pipelines.train import run_training
 from pipelines.windows import Windows, WindowSpec
 
 
@@ -95,11 +99,6 @@ def test_traffic_metrics_include_paper_convention(stores):
 def test_shipped_training_defaults_fit_their_windows(stores):
     """Each bundled entry's catalog model builds on its real windows; the ERA5 default starts as the
     previous-day forecast, and a window too short for its residual lag is refused in one line."""
-    import simvp
-    from pipelines.errors import InputError
-    from pipelines.store import open_store
-    from pipelines.train import run_training
-
     for key, name in (("era5", "era5-uk-t2m"), ("nybike", "nybike")):
         entry = load_catalog()[name]
         ds = open_store(stores[key])

@@ -13,9 +13,10 @@ from pipelines import synth
 from pipelines.cli import app
 from pipelines.forecast_io import open_forecast
 from pipelines.ingest import ingest
+from pipelines.train import _train_config
 from simvp.checkpoint import CheckpointError
 
-from ..conftest import TINY_WB, write_catalog
+from ..conftest import TINY_WB, entry, write_catalog
 
 runner = CliRunner()
 
@@ -78,10 +79,6 @@ def test_checkpoint_for_another_store_is_refused(tiny):
 
 
 def test_catalog_training_defaults_reach_the_trainer():
-    from pipelines.train import _train_config
-
-    from ..conftest import entry
-
     e = entry(training={"preset": "weatherbench-t2m-5.625deg", "optimizer": "adamw", "weight_decay": 0.05,
                         "epochs": 5, "lr": 1e-3, "schedule": "onecycle"})
     config = _train_config(e, None, "cpu", {})
