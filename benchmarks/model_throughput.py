@@ -38,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import simvp  # noqa: E402
+from data_catalog.presets import load_preset, preset_names  # noqa: E402
 
 PATHS = ("eager", "bf16", "compiled", "optimized")
 DEFAULT_PATHS = ["eager", "optimized"]
@@ -75,14 +76,19 @@ def strict_fp32():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+def build(preset: str, translator: str) -> simvp.SimVP:
+    """A fresh SimVP of a released configuration (data_catalog/presets/<preset>.yaml)."""
+    return simvp.SimVP(simvp.SimVPConfig(**load_preset(preset).model, translator=translator))
+
+
 def make_model(spec: dict, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)
-    return simvp.build(spec["preset"], spec["translator"]).to(device)
+    return build(spec["preset"], spec["translator"]).to(device)
 
 
 def make_batch(model: simvp.SimVP, batch: int, device: torch.device):
     torch.manual_seed(1)
-    frames, channels, height, width = model.config["in_shape"]
+    frames, channels, height, width = model.config.in_shape
     x = torch.randn(batch, frames, channels, height, width, device=device)
     y = torch.randn(batch, model.out_frames, channels, height, width, device=device)
     return x, y
@@ -172,8 +178,8 @@ def run_worker(spec: dict) -> dict:
 
 def forward_flops_per_sample(preset: str, translator: str) -> int:
     with torch.device("meta"):
-        model = simvp.build(preset, translator).eval()
-        x = torch.empty(1, *model.config["in_shape"])
+        model = build(preset, translator).eval()
+        x = torch.empty(1, *model.config.in_shape)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
     return counter.get_total_flops()
@@ -224,8 +230,8 @@ def memory(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", nargs="+", default=list(simvp.PRESETS),
-                        choices=list(simvp.PRESETS))
+    parser.add_argument("--presets", nargs="+", default=preset_names(), choices=preset_names(),
+                        help="released configurations (data_catalog/presets/*.yaml)")
     parser.add_argument("--translator", default="gsta", choices=sorted(simvp.TRANSLATORS))
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 128])
     parser.add_argument("--paths", nargs="+", default=DEFAULT_PATHS, choices=PATHS)

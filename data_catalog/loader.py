@@ -1,8 +1,11 @@
-"""Load and validate the YAML catalog; resolve where sources and stores live."""
+"""Load and validate the YAML catalog: the bundled one, with a user's catalog files layered over it.
+
+Where files live (data, store and run roots) is decided by `pipelines.settings`, not here: this package
+imports nothing of ours and reads no environment.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,29 +23,23 @@ class CatalogError(ValueError):
     """A catalog that cannot be used; the message is one line naming the file, entry and field."""
 
 
-def data_root() -> Path:
-    return Path(os.environ.get("SIMCAST_DATA_ROOT", "data"))
-
-
-def store_root() -> Path:
-    return Path(os.environ.get("SIMCAST_STORE_ROOT", "stores"))
-
-
-def catalog_path() -> Path:
-    return Path(os.environ.get("SIMCAST_CATALOG", DEFAULT_CATALOG))
-
-
 @dataclass(frozen=True)
 class Catalog:
-    path: Path
     entries: dict[str, DatasetEntry]
+    origins: dict[str, Path]  # the catalog file each entry comes from
+
+    @property
+    def path(self) -> Path:
+        """The file of the last layer (the user's catalog when there is one)."""
+        return list(self.origins.values())[-1] if self.origins else DEFAULT_CATALOG
 
     def __getitem__(self, name: str) -> DatasetEntry:
         try:
             return self.entries[name]
         except KeyError:
             known = ", ".join(sorted(self.entries))
-            raise CatalogError(f"{self.path}: no data set named {name!r} (known: {known})") from None
+            files = " + ".join(str(p) for p in dict.fromkeys(self.origins.values())) or str(DEFAULT_CATALOG)
+            raise CatalogError(f"{files}: no data set named {name!r} (known: {known})") from None
 
     def __iter__(self):
         return iter(self.entries.values())
@@ -59,37 +56,46 @@ def _first_error(path: Path, name: str, err: ValidationError) -> CatalogError:
     return CatalogError(f"{path}: entry {name!r}: field {field}: {msg}{more}")
 
 
-def load_catalog(path: str | Path | None = None) -> Catalog:
-    path = Path(path) if path is not None else catalog_path()
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"not valid YAML{where}: {problem}"
+
+
+def read_entries(path: Path) -> dict[str, DatasetEntry]:
+    """The entries of one catalog file, validated."""
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise CatalogError(f"{path}: catalog file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CatalogError(f"{path}: catalog file not readable: {getattr(e, 'strerror', None) or e}") from None
     except yaml.YAMLError as e:
-        raise CatalogError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raise CatalogError(f"{path}: {_yaml_problem(e)}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("datasets"), dict):
         raise CatalogError(f"{path}: expected a mapping with a 'datasets' mapping of name -> entry")
     entries: dict[str, DatasetEntry] = {}
     for name, body in raw["datasets"].items():
         if not isinstance(body, dict):
             raise CatalogError(f"{path}: entry {name!r}: expected a mapping of fields")
+        if "name" in body:
+            raise CatalogError(f"{path}: entry {name!r}: field name: the entry's key is its name; remove 'name'")
         try:
-            entries[name] = DatasetEntry(name=name, **body)
+            entries[str(name)] = DatasetEntry(name=str(name), **body)
         except ValidationError as err:
             raise _first_error(path, name, err) from None
-        except TypeError as err:  # e.g. a duplicate 'name' key
-            raise CatalogError(f"{path}: entry {name!r}: {err}") from None
-    return Catalog(path=path, entries=entries)
+    return entries
 
 
-def get_entry(name: str, path: str | Path | None = None) -> DatasetEntry:
-    return load_catalog(path)[name]
-
-
-def source_root(entry: DatasetEntry) -> Path:
-    return BUNDLED_ROOT if entry.source.root == "bundled" else data_root()
-
-
-def store_path(entry: DatasetEntry) -> Path:
-    p = Path(entry.store)
-    return p if p.is_absolute() else store_root() / p
+def load_catalog(*files: str | Path, bundled: bool = True) -> Catalog:
+    """The bundled catalog with each of `files` layered over it in order: an entry of a later file adds to
+    the catalog, or replaces the entry of the same name."""
+    layers = ([DEFAULT_CATALOG] if bundled else []) + [Path(f) for f in files]
+    entries: dict[str, DatasetEntry] = {}
+    origins: dict[str, Path] = {}
+    for path in layers:
+        for name, entry in read_entries(path).items():
+            entries[name] = entry
+            origins[name] = path
+    return Catalog(entries=entries, origins=origins)

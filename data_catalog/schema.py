@@ -20,6 +20,19 @@ class Variable(_Strict):
     levels: list[int] | None = Field(None, description="pressure levels (hPa) to keep; None for a surface field")
     pattern: str | None = Field(None, description="glob for the files holding this variable, relative to the data root")
     aliases: list[str] = Field(default_factory=list, description="other names this variable may carry in files")
+    valid_range: tuple[float | None, float | None] | None = Field(
+        None, description="[min, max] a physical value may take (null: unbounded on that side); ingest refuses values "
+                          "outside it. Default: the known range of the variable (flows >= 0, temperatures 150..350 K)")
+    units: str | None = Field(None, description="CF units, overriding the files' and simcast's table")
+    standard_name: str | None = Field(None, description="CF standard name, overriding simcast's table")
+    long_name: str | None = Field(None, description="human-readable name")
+
+    @field_validator("valid_range")
+    @classmethod
+    def _ordered(cls, v):
+        if v is not None and v[0] is not None and v[1] is not None and not v[0] < v[1]:
+            raise ValueError(f"valid_range must be [min, max] with min < max, got {list(v)}")
+        return v
 
     def channel_names(self) -> list[str]:
         return [self.name] if self.levels is None else [f"{self.name}{lev}" for lev in self.levels]
@@ -96,22 +109,24 @@ class Source(_Strict):
     )
 
 
-class Training(_Strict):
-    """Default training settings of an entry: `simcast train NAME` with no flags does this."""
+class Training(BaseModel):
+    """Default training settings of an entry: `simcast train NAME` with no options does this.
 
-    preset: str = Field(description="simvp preset: weatherbench-t2m-5.625deg, taxibj or mmnist")
+    Besides the fields below, any trainer setting (epochs, batch_size, lr, optimizer, weight_decay, schedule,
+    warmup_epochs, patience, seed, ...: the fields of simvp's TrainConfig) may be given; they are checked when a
+    training run is set up, with one line naming the entry and the setting."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    preset: str = Field(description="a released configuration (model size and recipe) in data_catalog/presets: "
+                                    "weatherbench-t2m-5.625deg, taxibj or mmnist")
     translator: Literal["gsta", "incepu", "tau"] = "gsta"
-    recipe: str | None = Field(None, description="trainer recipe (optimizer, lr, schedule); defaults to the preset's")
-    model: dict[str, Any] = Field(default_factory=dict, description="overrides of the preset, e.g. hid_T, N_T")
-    epochs: int | None = Field(None, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-    lr: float | None = Field(None, gt=0)
-    optimizer: Literal["adam", "adamw"] | None = None
-    weight_decay: float | None = Field(None, ge=0)
-    schedule: Literal["cosine", "onecycle", "constant"] | None = None
-    warmup_epochs: float | None = Field(None, ge=0)
-    patience: int | None = Field(None, ge=1)
+    model: dict[str, Any] = Field(default_factory=dict, description="overrides of the preset's model, e.g. hid_T, N_T")
     time_features: bool = Field(False, description="hour of day, day of week (and holidays) as extra inputs")
+
+    def trainer_settings(self) -> dict[str, Any]:
+        """The trainer settings given besides preset, translator, model and time features."""
+        return dict(self.model_extra or {})
 
 
 class DatasetEntry(_Strict):
@@ -134,6 +149,9 @@ class DatasetEntry(_Strict):
         "keep", description="taxibj, with gaps: record: keep the slots an incomplete day has, or drop the whole day (DeepST)"
     )
     holidays: str | None = Field(None, description="file of YYYYMMDD holidays, relative to the source root")
+    time_zone: str | None = Field(
+        None, description="time zone of the time stamps (IANA name, e.g. UTC, Asia/Shanghai); default: UTC for "
+                          "weatherbench, the city's local time (unnamed) for taxibj")
     training: Training | None = None
 
     @field_validator("time_step")

@@ -4,13 +4,18 @@ maps and outputs (file:// URLs: they open on the machine that ran the flow)."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from .tasks import slug
+
+def slug(text: str) -> str:
+    """An artifact key: lowercase letters, digits and dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def uri(path: str | Path) -> str:
@@ -46,7 +51,7 @@ def store_lines(store: dict) -> list[str]:
 
 def metrics_lines(scores: dict) -> tuple[list[str], list[dict]]:
     """Markdown table lines and table-artifact rows of the overall metrics, model first."""
-    from pipelines.report import metrics_table
+    from pipelines.report.tables import metrics_table
 
     info = scores["info"]
     units = set(info.get("units", {}).values())  # one unit for all channels: metrics over channels carry it
@@ -98,8 +103,12 @@ def publish_training(dataset: str, store: dict, run: dict, scores: dict, forecas
 
 @task(name="publish-forecast", cache_policy=NO_CACHE, task_run_name="publish-forecast")
 def publish_forecast(dataset: str, checkpoint: str, init: str, forecast: dict, report: dict,
-                     scores: dict | None = None) -> None:
+                     scores_file: Path | None = None) -> None:
     key = slug(dataset)
+    scores = None
+    if scores_file is not None and scores_file.is_file():
+        scores = {"metrics": json.loads(scores_file.read_text()),
+                  "info": json.loads((scores_file.parent / "evaluation.json").read_text())}
     lines = [f"# {dataset}: forecast from {init}", "", f"Checkpoint {link(checkpoint, checkpoint)}.", "",
              "## Outputs", "", f"- forecast: {link('NetCDF', forecast['netcdf'])}, {link('Zarr', forecast['zarr'])}"]
     lines += report_links(report)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.artifacts import publish_ingest
-from flows.tasks import ingest_store
+from flows.tasks import ingest_store, one_line_errors
+from pipelines.specs import IngestSpec
 
 
 @flow(name="ingest", log_prints=True)
@@ -21,7 +22,9 @@ def ingest_flow(dataset: str = "era5-uk-t2m", source: str | None = None, store: 
         dask_address: run the ingest on this Dask scheduler, e.g. tcp://scheduler:8786.
         force: rebuild even when the store is current.
     """
-    result = ingest_store(dataset, source=source, store=store, dask_address=dask_address, force=force)
+    with one_line_errors():
+        spec = IngestSpec.from_catalog(dataset, source=source, store=store, dask_address=dask_address, force=force)
+    result = ingest_store(spec)
     publish_ingest(dataset, result)
     return result
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prefect import flow
 
 from flows.artifacts import publish_report
-from flows.tasks import map_report, one_line_errors, store_for
+from flows.tasks import map_report, one_line_errors
+from pipelines.settings import Settings
+from pipelines.specs import ReportSpec
 
 
 @flow(name="map-report")
@@ -26,13 +27,14 @@ def map_report_flow(forecast: str, out: str | None = None, truth: str | None = N
         leads: lead times to map, hours or strings like "30min" (default: up to four).
     """
     path = Path(forecast).absolute()
-    out = out or str(path.with_name(f"{path.with_suffix('').name}-report"))
     with one_line_errors():
-        if truth and not Path(truth).exists() and "/" not in truth and not truth.endswith(".zarr"):
-            truth = str(store_for(truth))  # a catalog entry's store
-        if metrics and not Path(metrics).is_file():
-            raise ValueError(f"{metrics}: metrics file not found (expected metrics.json from simcast evaluate)")
-        scores = json.loads(Path(metrics).read_text()) if metrics else None
-    report = map_report(str(path), out, truth=truth, metrics=scores, projection=projection, leads=leads)
+        if truth and not Path(truth).exists():
+            settings = Settings.load()
+            if truth in settings.catalog().entries:  # a catalog entry's store
+                truth = str(settings.store_path(settings.entry(truth)))
+        spec = ReportSpec.from_args(forecast=path, out=out or path.with_name(f"{path.with_suffix('').name}-report"),
+                                    truth=truth, metrics=metrics, projection=projection,
+                                    leads=[str(x) for x in leads or []])
+    report = map_report(spec)
     publish_report(str(path), report)
     return report

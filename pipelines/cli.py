@@ -1,108 +1,228 @@
-"""The `simcast` command line: every pipeline stage, step by step."""
+"""The `simcast` command line: each stage command builds a spec from the catalog and its options, runs the stage
+and prints the result. The options of a stage command are the options of its spec (pipelines/specs.py)."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import sys
+import types
+import typing
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typer.core import TyperGroup
 
-import data_catalog
-from data_catalog import CatalogError
+try:  # typer >= 0.25 carries its own copy of click; its exceptions are the ones raised here
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer on the public click
+    from click import exceptions as click_errors
 
-from .errors import SimcastError
+from .errors import USER_ERRORS, UsageError, cli_flag, exit_code, one_line
 
-app = typer.Typer(help="simcast: gridded spatio-temporal forecasting (WeatherBench, TaxiBJ) with SimVP.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-catalog_app = typer.Typer(help="List and inspect the data sets of the catalog.", no_args_is_help=True)
-synth_app = typer.Typer(help="Write synthetic data in the exact WeatherBench / TaxiBJ file layouts.",
-                        no_args_is_help=True)
+
+class OneLineGroup(TyperGroup):
+    """Usage errors (an unknown option, a missing argument) end as one line too, with exit code 2."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)  # an Exit inside returns its code
+        except click_errors.NoArgsIsHelpError as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click_errors.UsageError as e:
+            command = e.ctx.command_path if e.ctx else "simcast"
+            print(f"error: {e.format_message()} (see {command} --help)", file=sys.stderr)
+            sys.exit(2)
+        except typer.Abort:
+            print("aborted", file=sys.stderr)
+            sys.exit(1)
+        except typer.Exit as e:
+            sys.exit(e.exit_code)
+        if standalone_mode:
+            sys.exit(code if isinstance(code, int) else 0)
+        return code
+
+
+def _typer(help: str) -> typer.Typer:
+    return typer.Typer(help=help, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                       rich_markup_mode=None, cls=OneLineGroup)
+
+
+app = _typer("simcast: gridded spatio-temporal forecasting (WeatherBench, TaxiBJ) with SimVP.")
+catalog_app = _typer("List and inspect the data sets of the catalog.")
+synth_app = _typer("Write synthetic data in the exact WeatherBench / TaxiBJ file layouts.")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(synth_app, name="synth")
 
-console = out = Console()
-err = Console(stderr=True)
-
 
 def one_line_errors(fn):
-    """Bad input ends the command with one line naming the file and the problem, and exit code 1
-    (SIMCAST_DEBUG=1 shows the traceback instead)."""
+    """A user error ends the command with one line naming the file or option and the problem: exit code 2 for
+    usage errors, 1 for bad input (SIMCAST_DEBUG=1 shows the traceback). A bug keeps its traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (SimcastError, CatalogError, ValueError) as e:  # CheckpointError is a ValueError
+        except USER_ERRORS as e:
             if os.environ.get("SIMCAST_DEBUG"):
                 raise
-            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            print(f"error: {one_line(e, flag=_flag)}", file=sys.stderr)
+            raise typer.Exit(exit_code(e)) from None
 
     return wrapper
 
 
+def _flag(option: str) -> str:
+    """How the command line spells a spec option: its own flag (run_dir is --out), else --the-name."""
+    from .specs import SPECS
+
+    flags = {o.name: o.flag for spec in SPECS.values() for o in spec.options() if o.flag}
+    return {**flags, "spec_file": "--spec", "as_json": "--json"}.get(option) or cli_flag(option)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _settings():
+    from .settings import Settings
+
+    return Settings.load()
+
+
+# ---- options from specs -----------------------------------------------------------------------------
+
+def _cli_type(annotation) -> tuple[Any, str]:
+    """(the type typer parses, a hint for the help text) for a spec field's annotation."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _cli_type(inner[0]) if len(inner) == 1 else (str, "")
+    if typing.get_origin(annotation) is Literal:
+        return str, " | ".join(map(str, args))
+    if typing.get_origin(annotation) is list:
+        return list[args[0] if args else str], "VALUE"
+    if annotation in (int, float):
+        return str, "INTEGER" if annotation is int else "NUMBER"  # parsed by the spec: its message shows the value
+    if annotation in (str, bool, Path):
+        return annotation, ""
+    return str, ""
+
+
+def spec_parameters(spec_cls) -> list[inspect.Parameter]:
+    params = []
+    for o in spec_cls.options():
+        kind, hint = _cli_type(o.type)
+        metavar = hint if hint in ("INTEGER", "NUMBER", "VALUE") else None
+        help_text = o.help + (f" ({hint})" if hint and not metavar and hint not in o.help else "")
+        flag = o.flag or "--" + o.name.replace("_", "-")
+        if o.positional:
+            info = typer.Argument(help=help_text, show_default=False)
+            default, annotation = ..., kind
+        elif kind is bool and o.default is False and o.name in spec_cls.model_fields:
+            info, default, annotation = typer.Option(flag, help=help_text), False, bool
+        elif kind is bool:
+            info = typer.Option(f"{flag}/--no-{flag[2:]}", help=help_text, show_default=False)
+            default, annotation = None, Optional[bool]
+        else:
+            info = typer.Option(flag, help=help_text, show_default=False, metavar=metavar)
+            default, annotation = None, Optional[kind]
+        params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=Annotated[annotation, info]))
+    return params
+
+
+def stage_command(group: typer.Typer, name: str, spec_cls, extra: list[inspect.Parameter] = ()):
+    """Register `fn(**options)` as a command whose options are the spec's (plus `extra`)."""
+    def decorate(fn):
+        params = spec_parameters(spec_cls) + list(extra)
+
+        @functools.wraps(fn)
+        def command(**kwargs):
+            return fn(**kwargs)
+
+        command.__signature__ = inspect.Signature(params)
+        group.command(name, help=inspect.getdoc(fn))(one_line_errors(command))
+        return fn
+    return decorate
+
+
+def _extra(name: str, annotation, info, default=None) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[annotation, info])
+
+
+# ---- catalog ------------------------------------------------------------------------------------------
+
 @catalog_app.command("list")
 @one_line_errors
 def catalog_list() -> None:
-    """One line per data set: name, kind, channels, grid, time step, window."""
-    cat = data_catalog.load_catalog()
-    table = Table(title=f"catalog {cat.path}")
+    """One line per data set: name, kind, channels, grid, time step, window, and the catalog it comes from."""
+    from rich.table import Table
+
+    cat = _settings().catalog()
+    table = Table(title="catalog")
     table.add_column("name", no_wrap=True)
-    for col in ("kind", "channels", "grid", "step", "window"):
+    for col in ("kind", "channels", "grid", "step", "window", "from"):
         table.add_column(col)
     for e in cat:
         grid = "x".join(map(str, e.grid)) if e.grid else "-"
         table.add_row(e.name, e.kind, ",".join(e.channel_names()), grid, e.time_step,
-                      f"{e.window.input}->{e.window.output}")
-    out.print(table)
+                      f"{e.window.input}->{e.window.output}", cat.origins[e.name].name)
+    _console().print(table)
 
 
 @catalog_app.command("show")
 @one_line_errors
-def catalog_show(name: str) -> None:
-    """The full entry of one data set, as YAML."""
+def catalog_show(name: Annotated[str, typer.Argument(help="catalog entry")]) -> None:
+    """One entry as YAML, ready to copy into your own catalog (SIMCAST_CATALOG) and edit."""
     import yaml
 
-    entry = data_catalog.get_entry(name)
-    out.print(yaml.safe_dump({name: entry.model_dump(mode="json", exclude={"name"}, exclude_none=True)}, sort_keys=False))
-    out.print(f"# source root: {data_catalog.source_root(entry)}   store: {data_catalog.store_path(entry)}")
+    settings = _settings()
+    catalog = settings.catalog()
+    entry = catalog[name]
+    body = {name: entry.model_dump(mode="json", exclude={"name"}, exclude_none=True)}
+    sys.stdout.write(f"# from {catalog.origins[name]}; source root {settings.source_root(entry)}; "
+                     f"store {settings.store_path(entry)}\n")
+    sys.stdout.write(yaml.safe_dump({"datasets": body}, sort_keys=False, width=float("inf")))
 
+
+# ---- ingest, info -------------------------------------------------------------------------------------
 
 def _print_summary(s: dict, skipped: bool) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
     state = "is current, nothing to do" if skipped else "written"
-    out.print(f"[bold]{s['dataset']}[/]: store {s['store']} {state}")
+    console.print(f"[bold]{escape(s['dataset'])}[/]: store {escape(s['store'])} {state}", highlight=False)
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_row("time steps", f"{s['time_steps']} ({s['time_step']}) {s['start']} .. {s['end']}")
     table.add_row("missing", f"{s['missing_steps']} steps in {s['gaps']} gaps")
     table.add_row("dims", f"{tuple(s['dims'])}, grid {s['grid'][0]}x{s['grid'][1]}")
     table.add_row("splits", ", ".join(f"{k} {v} steps" for k, v in s["split_steps"].items()))
     for c, st in s["stats"].items():
-        table.add_row(escape(f"{c} [{s['units'][c]}]"), "train mean {mean:.3f}  std {std:.3f}  min {min:.3f}  max {max:.3f}".format(**st))
-    out.print(table)
+        table.add_row(escape(f"{c} [{s['units'][c]}]"),
+                      "train mean {mean:.3f}  std {std:.3f}  min {min:.3f}  max {max:.3f}".format(**st))
+    console.print(table)
 
 
-@app.command()
-@one_line_errors
-def ingest(
-    name: Annotated[str, typer.Argument(help="catalog entry")],
-    source: Annotated[Optional[str], typer.Option(help="glob of source files, overriding the catalog")] = None,
-    store: Annotated[Optional[Path], typer.Option(help="Zarr store to write, overriding the catalog")] = None,
-    dask_address: Annotated[Optional[str], typer.Option(help="run on this Dask scheduler (tcp://host:8786)")] = None,
-    force: Annotated[bool, typer.Option(help="rebuild even when the store is current")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-) -> None:
+from .specs import EvaluateSpec, ForecastSpec, IngestSpec, ReportSpec, TrainSpec  # noqa: E402
+
+
+@stage_command(app, "ingest", IngestSpec, extra=[_extra("as_json", bool, typer.Option("--json", help="print the "
+                                                                                        "summary as JSON"), False)])
+def ingest(dataset: str, as_json: bool = False, **options) -> None:
     """Validate raw NetCDF/HDF5 files and write the canonical Zarr store with training statistics."""
-    from .ingest import ingest as run_ingest
+    from .ingest import run
 
-    result = run_ingest(name, source=source, store=store, dask_address=dask_address, force=force,
-                        progress=not as_json)
+    result = run(IngestSpec.from_catalog(dataset, **options), progress=not as_json)
     if as_json:
         print(json.dumps({"skipped": result.skipped, **result.summary}, indent=2))
     else:
@@ -111,16 +231,24 @@ def ingest(
 
 @app.command()
 @one_line_errors
-def info(store: Annotated[Path, typer.Argument(help="a simcast Zarr store")]) -> None:
-    """Summarize a store: period, gaps, splits, statistics, provenance."""
-    from .store import open_store
+def info(store: Annotated[Path, typer.Argument(help="a simcast Zarr store")],
+         check: Annotated[bool, typer.Option("--check", help="read every chunk: checksums, completeness, "
+                                                              "finite data")] = False) -> None:
+    """Summarize a store: period, gaps, splits, statistics, provenance; --check verifies it whole."""
+    from .store import open_store, verify_store
 
     ds = open_store(store)
     _print_summary(json.loads(ds.attrs["summary"]), skipped=True)
     prov = json.loads(ds.attrs["provenance"])
-    out.print(f"provenance: {len(prov['source_files'])} source files, simcast {prov['simcast_version']}, "
-              f"created {prov['created']}")
+    print(f"provenance: {len(prov['source_files'])} source files, simcast {prov['simcast_version']}, "
+          f"created {prov['created']}")
+    if check:
+        found = verify_store(store)
+        print(f"check: {found['arrays']} arrays, {found['chunks']} chunks, all present and matching their "
+              f"checksums; {found['time_steps']} time steps of finite data")
 
+
+# ---- synthetic data -----------------------------------------------------------------------------------
 
 @synth_app.command("weatherbench")
 @one_line_errors
@@ -137,7 +265,7 @@ def synth_weatherbench(
     from .synth import write_weatherbench
 
     paths = write_weatherbench(out_dir, start, end, variables.split(","), resolution, freq=freq, seed=seed)
-    out.print(f"wrote {len(paths)} files under {out_dir}")
+    print(f"wrote {len(paths)} files under {out_dir}")
 
 
 @synth_app.command("taxibj")
@@ -153,127 +281,83 @@ def synth_taxibj(
     from .synth import write_taxibj
 
     paths = write_taxibj(out_dir, grid=(rows, cols), drop_slots=drop_slots, seed=seed)
-    out.print(f"wrote {len(paths)} files under {out_dir}")
+    print(f"wrote {len(paths)} files under {out_dir}")
 
 
-@app.command()
-@one_line_errors
-def train(
-    name: Annotated[str, typer.Argument(help="catalog entry (its store must be ingested)")],
-    preset: Annotated[Optional[str], typer.Option(help="simvp preset (default: the catalog's)")] = None,
-    translator: Annotated[Optional[str], typer.Option(help="gsta | incepu | tau")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="epochs (default: the catalog's)")] = None,
-    input_frames: Annotated[Optional[int], typer.Option("--input", help="frames in (default: the catalog's)")] = None,
-    output_frames: Annotated[Optional[int], typer.Option("--output", help="frames out (default: the catalog's)")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="batch size per process")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="peak learning rate")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    out: Annotated[Optional[Path], typer.Option(help="run folder (default runs/NAME-TIME)")] = None,
-    resume: Annotated[bool, typer.Option(help="continue the run in --out (or the latest run) from last.pt")] = False,
-    store: Annotated[Optional[Path], typer.Option(help="store to train on, overriding the catalog")] = None,
-    compile: Annotated[bool, typer.Option(help="torch.compile the model")] = False,
-    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
-    deterministic: Annotated[bool, typer.Option(help="deterministic algorithms (slower)")] = False,
-) -> None:
-    """Train SimVP on an ingested data set; prints the path of the best checkpoint."""
-    from .train import run_training
+# ---- train, evaluate, forecast, report ----------------------------------------------------------------
 
-    outcome = run_training(name, store=store, preset=preset, translator=translator, epochs=epochs, device=device,
-                           out=out, resume=resume, input_frames=input_frames, output_frames=output_frames,
-                           batch_size=batch_size, lr=lr, compile=compile or None,
-                           seed=seed, deterministic=deterministic or None)
-    r = outcome.result
-    err.print(f"samples {outcome.samples}; best epoch {r.best_epoch}, validation loss {r.best_val_loss:.5f}; "
-              f"run folder {outcome.run_dir}", highlight=False)
-    print(r.best_path)
+def _metrics_table(metrics: dict, info: dict):
+    from rich.table import Table
 
+    from .report.tables import metrics_table
 
-def _metrics_table(metrics: dict, info: dict) -> Table:
-    from .evaluate import headline
-
-    rows = headline(metrics)
-    cols = list(rows[0][1])
-    units = ", ".join(sorted(set(info.get("units", {}).values())))
+    units = set(info.get("units", {}).values())
+    header, rows = metrics_table(metrics, units.pop() if len(units) == 1 else "")
     table = Table(title=f"{info.get('dataset', '')} {info['split']}: {info['samples']} samples, "
-                        f"{info['input']} -> {info['output']} steps of {info['time_step']} ({units})")
-    table.add_column("forecaster")
-    for c in cols:
-        table.add_column(c, justify="right")
-    for name, vals in rows:
-        table.add_row(name, *(f"{vals[c]:.4g}" if isinstance(vals[c], float) else str(vals[c]) for c in cols))
-    table.caption = "RMSE = sqrt of the mean squared error over all samples and grid points; *_weighted: cos(lat)"
+                        f"{info['input']} -> {info['output']} steps of {info['time_step']}")
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    table.caption = "RMSE: sqrt of the mean squared error over all samples and grid points; *: best in its column"
     return table
 
 
-@app.command()
-@one_line_errors
-def evaluate(
-    name: Annotated[str, typer.Argument(help="catalog entry")],
-    checkpoint: Annotated[Path, typer.Option(help="checkpoint (best.pt) to score")],
-    split: Annotated[str, typer.Option(help="test | validation | train")] = "test",
-    out: Annotated[Optional[Path], typer.Option(help="folder for metrics.json (default beside the checkpoint)")] = None,
-    store: Annotated[Optional[Path], typer.Option(help="store, overriding the catalog")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-) -> None:
-    """Score a checkpoint next to persistence, previous-day and climatology baselines (physical units)."""
-    from .evaluate import evaluate_checkpoint
+@stage_command(app, "train", TrainSpec, extra=[_extra("spec_file", Optional[Path], typer.Option(
+    "--spec", help="run the spec file of an earlier run (its spec.json); other options are ignored"))])
+def train(dataset: str, spec_file: Path | None = None, **options) -> None:
+    """Train SimVP on an ingested data set; prints the path of the best checkpoint."""
+    from .train import run
 
-    metrics, info, paths = evaluate_checkpoint(name, checkpoint, split=split, out=out, store=store, device=device)
-    console.print(_metrics_table(metrics, info))
+    spec = TrainSpec.load(spec_file) if spec_file else TrainSpec.from_catalog(dataset, **options)
+    if spec.dataset != dataset:
+        raise UsageError("spec_file", f"{spec_file} trains {spec.dataset!r}, not {dataset!r}")
+    outcome = run(spec)
+    r = outcome.result
+    print(f"samples {outcome.samples}; best epoch {r.best_epoch}, validation loss {r.best_val_loss:.5f}; "
+          f"run folder {outcome.run_dir}", file=sys.stderr)
+    print(r.best_path)
+
+
+@stage_command(app, "evaluate", EvaluateSpec)
+def evaluate(dataset: str, **options) -> None:
+    """Score a checkpoint next to persistence, previous-day and climatology baselines (physical units)."""
+    from .evaluate import run
+
+    metrics, info, paths = run(EvaluateSpec.from_catalog(dataset, **options))
+    _console().print(_metrics_table(metrics, info))
     print(paths["metrics"])
 
 
-@app.command()
-@one_line_errors
-def forecast(
-    name: Annotated[str, typer.Argument(help="catalog entry")],
-    checkpoint: Annotated[Path, typer.Option(help="checkpoint to forecast with")],
-    out: Annotated[Path, typer.Option(help="output path stem: writes OUT.zarr and OUT.nc")],
-    init_time: Annotated[Optional[list[str]], typer.Option(
-        help="init time (last observed frame), or start/end[/every] for a hindcast; repeatable; default latest")] = None,
-    lead_hours: Annotated[Optional[float], typer.Option(help="horizon; beyond the trained one by rollout")] = None,
-    store: Annotated[Optional[Path], typer.Option(help="store, overriding the catalog")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    geotiff: Annotated[bool, typer.Option(help="also one GeoTIFF per lead time (needs rioxarray)")] = False,
-) -> None:
+@stage_command(app, "forecast", ForecastSpec)
+def forecast(dataset: str, **options) -> None:
     """Forecast from the latest (or given) frames of the store; CF NetCDF and Zarr, georeferenced."""
-    from .forecast import run_forecast
+    from .forecast import run
 
-    paths = run_forecast(name, checkpoint, out, init_times=init_time, lead_hours=lead_hours, store=store,
-                         device=device, geotiff=geotiff)
-    for p in paths.values():
-        print(p)
+    for path in run(ForecastSpec.from_catalog(dataset, **options)).values():
+        print(path)
 
 
-@app.command()
-@one_line_errors
-def report(
-    forecast_path: Annotated[Path, typer.Argument(metavar="FORECAST", help="forecast .zarr/.nc (or its stem)")],
-    out: Annotated[Path, typer.Option(help="report folder")],
-    truth: Annotated[Optional[Path], typer.Option(help="store with the observed truth")] = None,
-    metrics: Annotated[Optional[Path], typer.Option(help="metrics.json from simcast evaluate")] = None,
-    projection: Annotated[str, typer.Option(help="cartopy projection name, e.g. PlateCarree, Robinson")] = "PlateCarree",
-    lead: Annotated[Optional[list[str]], typer.Option(help="lead time(s) to map, e.g. 6 or 30min; repeatable")] = None,
-) -> None:
+@stage_command(app, "report", ReportSpec)
+def report(forecast: Path, **options) -> None:
     """Maps (cartopy), a lead-time metrics plot and an HTML/Markdown report of a forecast."""
-    from .report import write_report
+    from .report import run
 
-    m = json.loads(metrics.read_text()) if metrics else None
-    leads = [float(x) if x.replace(".", "", 1).isdigit() else x for x in lead] if lead else None  # bare = hours
-    result = write_report(forecast_path, out, truth_store=truth, metrics=m, projection=projection, leads=leads)
-    print(result["html"])
+    print(run(ReportSpec.from_args(forecast=forecast, **options))["html"])
 
 
 @app.command()
 @one_line_errors
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="folder for runs, metrics, forecasts and reports")] = Path("outputs/demo"),
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for runs, metrics, forecasts and reports")] = Path(
+        "outputs/demo"),
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     traffic: Annotated[bool, typer.Option(help="also the NYBike traffic sample")] = True,
 ) -> None:
     """The main job on the bundled real data: ingest, train, evaluate, forecast, map and report."""
     from .demo import run_demo
 
+    console = _console()
     for r in run_demo(out_dir, device=device, traffic=traffic):
         console.print(_metrics_table(r.metrics, {**r.info, "dataset": r.name}))
         for what, path in r.outputs.items():

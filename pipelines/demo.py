@@ -1,20 +1,21 @@
-"""The main job on the bundled real data: ERA5 UK 2 m temperature end to end (ingest, a short CPU
-training with the catalog's defaults, evaluation next to the baselines, a 48 h forecast by rollout, maps
-and a report), and the NYBike traffic sample ingested, trained and evaluated the same way."""
+"""The main job on the bundled real data: ERA5 UK 2 m temperature end to end (ingest, a short CPU training with
+the catalog's defaults, evaluation next to the baselines, a 48 h forecast by rollout, maps and a report), and the
+NYBike traffic sample the same way. Each step is a stage run on a spec built from the catalog."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
+from simvp.checkpoint import load_checkpoint
 
-from .evaluate import evaluate_checkpoint
-from .forecast import run_forecast
-from .ingest import ingest
+from . import evaluate, forecast, ingest, train
+from .checkpoints import window_spec
+from .forecast import horizon_steps, latest_init_with_truth
 from .report import write_report
+from .settings import Settings
+from .specs import EvaluateSpec, ForecastSpec, IngestSpec, TrainSpec
 from .store import open_store
-from .train import run_training
 
 WEATHER, TRAFFIC = "era5-uk-t2m", "nybike"
 
@@ -29,36 +30,34 @@ class DemoResult:
     outputs: dict[str, Path] = field(default_factory=dict)
 
 
-def _train_and_evaluate(name: str, out: Path, device: str, log) -> DemoResult:
-    store = ingest(name, progress=log is None).store
+def _one(name: str, out: Path, device: str, lead_hours: float, settings: Settings, log) -> DemoResult:
+    store = ingest.run(IngestSpec.from_catalog(name, settings), progress=log is None).store
     run_dir = out / name / "run"
-    outcome = run_training(name, store=store, device=device, out=run_dir, resume=(run_dir / "last.pt").exists(),
-                           progress=log is None, log=log)
-    metrics, info, paths = evaluate_checkpoint(name, outcome.best_path, out=out / name / "eval", store=store,
-                                               device=device, progress=log is None)
-    return DemoResult(name, store, outcome.best_path, metrics, info, {"metrics": paths["metrics"]})
+    outcome = train.run(TrainSpec.from_catalog(name, settings, store=store, device=device, run_dir=run_dir,
+                                               resume=(run_dir / "last.pt").exists()), progress=log is None, log=log)
+    metrics, info, paths = evaluate.run(EvaluateSpec.from_catalog(
+        name, settings, checkpoint=outcome.best_path, store=store, device=device, out=out / name / "eval",
+        lead_hours=lead_hours), progress=log is None)
+    fc = forecast.run(ForecastSpec.from_catalog(
+        name, settings, checkpoint=outcome.best_path, store=store, device=device, out=out / name / "forecast",
+        lead_hours=lead_hours, init_times=[_hindcast_init(store, outcome.best_path, lead_hours)]))
+    page = write_report(fc["zarr"], out / name / "report", truth_store=store, metrics=metrics)
+    return DemoResult(name, store, outcome.best_path, metrics, info,
+                      {"metrics": paths["metrics"], "forecast": fc["netcdf"], "report": page["html"]})
 
 
 def run_demo(out: str | Path = "outputs/demo", device: str = "auto", traffic: bool = True,
-             lead_hours: float = 48, log=None) -> list[DemoResult]:
-    out = Path(out)
-    weather = _train_and_evaluate(WEATHER, out, device, log)
-    fc = run_forecast(WEATHER, weather.checkpoint, out / WEATHER / "forecast", lead_hours=lead_hours,
-                      init_times=[_hindcast_init(weather.store, lead_hours)], store=weather.store, device=device)
-    report = write_report(fc["zarr"], out / WEATHER / "report", truth_store=weather.store, metrics=weather.metrics)
-    weather.outputs.update(forecast=fc["netcdf"], report=report["html"])
-    results = [weather]
+             log=None) -> list[DemoResult]:
+    out, settings = Path(out).absolute(), Settings.load()
+    results = [_one(WEATHER, out, device, 48, settings, log)]
     if traffic:
-        bike = _train_and_evaluate(TRAFFIC, out, device, log)
-        fc = run_forecast(TRAFFIC, bike.checkpoint, out / TRAFFIC / "forecast", store=bike.store, device=device,
-                          init_times=[_hindcast_init(bike.store, 4)], lead_hours=4)
-        report = write_report(fc["zarr"], out / TRAFFIC / "report", truth_store=bike.store, metrics=bike.metrics)
-        bike.outputs.update(forecast=fc["netcdf"], report=report["html"])
-        results.append(bike)
+        results.append(_one(TRAFFIC, out, device, 4, settings, log))
     return results
 
 
-def _hindcast_init(store: Path, lead_hours: float) -> str:
+def _hindcast_init(store: Path, checkpoint: Path, lead_hours: float) -> str:
     """The latest init time whose whole horizon the store still observes, so the maps show the truth."""
-    times = pd.DatetimeIndex(open_store(store)["time"].values)
-    return (times[-1] - pd.Timedelta(hours=lead_hours)).isoformat()
+    ds = open_store(store)
+    spec = window_spec(load_checkpoint(checkpoint))
+    steps = horizon_steps(lead_hours, spec, ds, "lead_hours")
+    return latest_init_with_truth(store, spec.input, steps).isoformat()

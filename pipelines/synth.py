@@ -15,6 +15,8 @@ import pandas as pd
 import xarray as xr
 
 from . import cf
+from .errors import OutputError, UsageError
+from .outputs import write_atomic
 
 # WeatherBench's directory and file names: name -> (directory, file stem, variable, level)
 WEATHERBENCH_VARIABLES = {
@@ -102,7 +104,8 @@ def _weather_dataset(key: str, times, lat, lon, seed: int, layout: WeatherLayout
     elif level is not None:
         coords["level"] = np.int32(level)
     ds = xr.Dataset({var: (dims, values, {"units": units, "long_name": long_name})}, coords=coords)
-    ds.attrs = {"Conventions": "CF-1.6", "history": "simcast synthetic data in the WeatherBench layout"}
+    ds.attrs = {"Conventions": "CF-1.6", "history": "simcast synthetic data in the WeatherBench layout",
+                "simcast_synthetic": 1}
     return ds
 
 
@@ -127,14 +130,15 @@ def write_weatherbench(out: str | Path, start: str, end: str, variables=("t2m",)
     paths = []
     for key in variables:
         if key not in WEATHERBENCH_VARIABLES:
-            raise ValueError(f"unknown variable {key!r}; choose from {', '.join(WEATHERBENCH_VARIABLES)}")
+            raise UsageError("variables", f"unknown variable {key!r}; choose from {', '.join(WEATHERBENCH_VARIABLES)}")
         folder, stem, var, _ = WEATHERBENCH_VARIABLES[key]
         (out / folder).mkdir(parents=True, exist_ok=True)
         for period in pd.unique(key_of):
             ds = _weather_dataset(key, times[key_of == period], lat, lon, seed, layout)
             path = out / folder / f"{stem}_{period}_{res}.nc"
             enc = {var: {"zlib": True, "complevel": 1}, "time": encoding_time}
-            ds.to_netcdf(path, engine="netcdf4", encoding=enc)
+            write_atomic(path, lambda tmp, ds=ds, enc=enc: ds.to_netcdf(tmp, engine="netcdf4", encoding=enc),
+                         "synthetic")
             paths.append(path)
     return paths
 
@@ -182,6 +186,12 @@ def write_taxibj(out: str | Path, periods: dict[str, tuple[str, str]] | None = N
     out.mkdir(parents=True, exist_ok=True)
     periods = periods or TAXIBJ_PERIODS
     rows, cols = grid
+    years = sorted({pd.Timestamp(s).year for s, _ in periods.values()} | {pd.Timestamp(e).year for _, e in periods.values()})
+    days = [f"{y}0101" for y in years] + [f"{y}0501" for y in years] + [f"{y}1001" for y in years]
+    holiday_text = "\n".join(sorted(days)) + "\n"
+    holiday_file = out / "BJ_Holiday.txt"
+    if holidays and holiday_file.exists() and holiday_file.read_text() != holiday_text:
+        raise OutputError(holiday_file, "exists with other holidays; simcast replaces only what it wrote itself")
     paths = []
     for i, (name, (start, end)) in enumerate(periods.items()):
         times = pd.date_range(start, pd.Timestamp(end) + pd.Timedelta(days=1), freq="30min", inclusive="left")
@@ -190,12 +200,14 @@ def write_taxibj(out: str | Path, periods: dict[str, tuple[str, str]] | None = N
             keep = np.random.default_rng(seed + 100 + i).random(len(times)) >= drop_slots
             times, data = times[keep], data[keep]
         path = out / f"{name}_M{rows}x{cols}_T30_InOut.h5"
-        with h5py.File(path, "w") as f:
-            f.create_dataset("data", data=data)
-            f.create_dataset("date", data=slot_codes(times))
-        paths.append(path)
+
+        def write(tmp: Path, data=data, times=times) -> None:
+            with h5py.File(tmp, "w") as f:
+                f.create_dataset("data", data=data)
+                f.create_dataset("date", data=slot_codes(times))
+                f.attrs["simcast_synthetic"] = 1
+
+        paths.append(write_atomic(path, write, "synthetic"))
     if holidays:
-        years = sorted({pd.Timestamp(s).year for s, _ in periods.values()} | {pd.Timestamp(e).year for _, e in periods.values()})
-        days = [f"{y}0101" for y in years] + [f"{y}0501" for y in years] + [f"{y}1001" for y in years]
-        (out / "BJ_Holiday.txt").write_text("\n".join(sorted(days)) + "\n")
+        holiday_file.write_text(holiday_text)
     return paths

@@ -11,6 +11,7 @@ import pandas as pd
 from data_catalog import DatasetEntry, Period
 
 from .errors import InputError
+from .timefmt import format_step, iso_minutes
 
 
 def ns(times) -> np.ndarray:
@@ -18,8 +19,7 @@ def ns(times) -> np.ndarray:
     return pd.DatetimeIndex(times).as_unit("ns").asi8
 
 
-def _fmt(t) -> str:
-    return pd.Timestamp(t).isoformat(timespec="minutes")
+_fmt = iso_minutes
 
 
 def check_file_times(path, times: pd.DatetimeIndex) -> None:
@@ -84,7 +84,7 @@ def find_gaps(times: pd.DatetimeIndex, sources: np.ndarray, step: pd.Timedelta) 
         i = bad[0]
         raise InputError(
             sources[i + 1],
-            f"time {_fmt(times[i + 1])} is off the {step} grid (previous time {_fmt(times[i])})",
+            f"time {_fmt(times[i + 1])} is off the {format_step(step)} grid (previous time {_fmt(times[i])})",
         )
     gaps = []
     for i in np.flatnonzero(diffs > step.value):

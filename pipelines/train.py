@@ -1,27 +1,36 @@
-"""Training glue: a catalog entry's store -> windows -> SimVP -> checkpoints; and checkpoint/store checks."""
+"""Training: a store's windows -> SimVP -> checkpoints in a run folder.
+
+    outcome = pipelines.train.run(TrainSpec.from_catalog("nybike", epochs=3, seed=1))
+
+The run folder holds spec.json (what was asked, enough to rerun it: `simcast train --spec`), best.pt, last.pt,
+metrics.csv and history.json. The seed fixes the initial weights, the data order and dropout; with
+`deterministic` two runs give bitwise-equal weights, and a killed run resumed with `resume` ends where an
+uninterrupted one ends.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import xarray as xr
-
-import data_catalog
 import simvp
-from simvp.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from simvp.trainer import RECIPES, TrainConfig, TrainResult, resolve_device, train
+from simvp.checkpoint import CheckpointError, load_checkpoint
+from simvp.trainer import TrainResult, seed_everything, train
 
 from . import __version__
-from .errors import InputError
-from .store import open_store
-from .windows import WindowSpec, split_windows, store_stats
+from .checkpoints import store_signature
+from .errors import InputError, OutputError, SimcastError, UsageError
+from .outputs import claim, ensure_writable, mark, owner_kind, write_text_atomic
+from .settings import resolve_device
+from .specs import TrainSpec
+from .store import open_store, reading
+from .windows import split_windows
 
-DEFAULT_RUNS = Path("runs")
+
+class TrainingDiverged(SimcastError):
+    """The loss became NaN or infinite: the settings (learning rate, batch size) do not suit the data."""
 
 
 @dataclass
@@ -32,132 +41,84 @@ class TrainOutcome:
     samples: dict[str, int]
 
 
-def store_signature(ds: xr.Dataset) -> dict:
-    """What a model trained on a store depends on: channels, grid, step, normalization."""
-    spatial = ds["data"].dims[2:]
-    sig = {
-        "dataset": ds.attrs["dataset"],
-        "kind": ds.attrs["kind"],
-        "channels": [str(c) for c in ds["channel"].values],
-        "units": [str(u) for u in ds["units"].values],
-        "grid": [int(n) for n in ds["data"].shape[2:]],
-        "dims": list(ds["data"].dims),
-        "time_step": ds.attrs["time_step"],
-        "normalization": ds.attrs["normalization"],
-        "stats": store_stats(ds),
-    }
-    if "lat" in ds.coords:
-        sig["lat"] = [float(ds["lat"].values[0]), float(ds["lat"].values[-1])]
-        sig["lon"] = [float(ds["lon"].values[0]), float(ds["lon"].values[-1])]
-    if spatial == ("y", "x"):
-        sig["extent"] = json.loads(ds.attrs.get("extent", "null"))
-    return sig
+def _main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
-def check_compatible(checkpoint_path, ckpt: dict, ds: xr.Dataset, store_path) -> None:
-    """A checkpoint applies only to a store with its channels, grid, step and statistics."""
-    trained = ckpt["meta"].get("store")
-    if trained is None:
-        raise CheckpointError(f"{checkpoint_path}: not a simcast training checkpoint (no store signature)")
-    have = store_signature(ds)
-    for key, what in (("channels", "channels"), ("grid", "grid"), ("time_step", "time step"),
-                      ("normalization", "normalization"), ("lat", "latitudes"), ("lon", "longitudes")):
-        if trained.get(key) != have.get(key):
-            raise CheckpointError(f"{checkpoint_path}: checkpoint was trained on {what} {trained.get(key)}, "
-                                  f"the store {store_path} has {have.get(key)}")
-    for k in ("mean", "std", "min", "max"):
-        if not np.allclose(trained["stats"][k], have["stats"][k], rtol=1e-6, atol=1e-9):
-            raise CheckpointError(f"{checkpoint_path}: normalization statistics ({k}) differ from those of "
-                                  f"{store_path}; the store was rebuilt from other data — retrain")
+def check_run_dir(spec: TrainSpec) -> None:
+    """Refuse, before any work, a run folder path that holds anything but a new run or the run to resume."""
+    run_dir = spec.run_dir
+    found = owner_kind(run_dir) if run_dir.exists() else None
+    if found == "run" and not spec.resume and (run_dir / "last.pt").exists():
+        raise UsageError("run_dir", f"{run_dir} holds a previous run; continue it with --resume, or choose "
+                                    "another run folder")
+    claim(run_dir, "run")
 
 
-def load_for_store(checkpoint_path, ds: xr.Dataset, store_path):
-    """Load, verify and check a checkpoint against a store; returns (model in eval mode, checkpoint)."""
-    ckpt = load_checkpoint(checkpoint_path)
-    check_compatible(checkpoint_path, ckpt, ds, store_path)
-    model = model_from_checkpoint(ckpt)
-    model.eval()
-    return model, ckpt
+def prepare_run_dir(spec: TrainSpec) -> None:
+    """Create and mark the run folder, once every check has passed (a refused run leaves no folder behind)."""
+    check_run_dir(spec)
+    fresh = owner_kind(spec.run_dir) != "run"
+    ensure_writable(spec.run_dir)
+    if fresh:
+        mark(spec.run_dir, "run", dataset=spec.dataset)
 
 
-def window_spec(meta: dict) -> WindowSpec:
-    return WindowSpec(**meta["window"])
+def _check_resumed_data(spec: TrainSpec, signature: dict) -> None:
+    """Resuming another data set's (or another store's) run is refused for that reason, before anything else."""
+    last = spec.run_dir / "last.pt"
+    if not (spec.resume and last.exists()):
+        return
+    meta = load_checkpoint(last)["meta"]
+    if meta.get("dataset") != spec.dataset:
+        raise CheckpointError(f"{last}: this run trained data set {meta.get('dataset')!r}, not {spec.dataset!r}; "
+                              "resume it with its own data set, or start a new run")
+    trained = meta.get("store", {})
+    for key in ("channels", "grid", "time_step", "normalization", "stats"):
+        if trained.get(key) != signature.get(key):
+            raise CheckpointError(f"{last}: this run trained on a store with other {key.replace('_', ' ')} than "
+                                  f"{spec.store} (rebuilt from other data?); start a new run")
 
 
-def _train_config(entry, epochs, device, overrides: dict) -> TrainConfig:
-    t = entry.training
-    recipe = (t.recipe if t and t.recipe else None) or (t.preset if t and t.preset in RECIPES else None)
-    fields = {k: getattr(t, k) for k in ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "schedule",
-                                     "warmup_epochs", "patience")
-              if t is not None and getattr(t, k) is not None}
-    fields.update({k: v for k, v in overrides.items() if v is not None})
-    if epochs is not None:
-        fields["epochs"] = epochs
-    fields["device"] = device
-    if recipe and "warmup_epochs" not in fields and "epochs" in fields:
-        # a shortened run keeps the recipe's shape: warm up for the same share of it, not the full-length count
-        full = RECIPES[recipe]
-        fields["warmup_epochs"] = full.get("warmup_epochs", 0) * fields["epochs"] / full.get("epochs", fields["epochs"])
-    return TrainConfig.from_recipe(recipe, **fields) if recipe else TrainConfig(**fields)
-
-
-def new_run_dir(name: str) -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return DEFAULT_RUNS / f"{name}-{stamp}"
-
-
-def latest_run_dir(name: str) -> Path | None:
-    runs = sorted(DEFAULT_RUNS.glob(f"{name}-*"))
-    return runs[-1] if runs else None
-
-
-def run_training(name: str, store: str | Path | None = None, preset: str | None = None,
-                 translator: str | None = None, epochs: int | None = None, device: str = "auto",
-                 out: str | Path | None = None, resume: bool = False, progress: bool = True,
-                 log=None, input_frames: int | None = None, output_frames: int | None = None,
-                 stride: int | None = None, **overrides) -> TrainOutcome:
-    """Train SimVP on an ingested catalog entry with its default settings (flags override them)."""
-    entry = data_catalog.get_entry(name)
-    store_path = Path(store) if store is not None else data_catalog.store_path(entry)
-    ds = open_store(store_path)
-    if ds.attrs["dataset"] != entry.name:
-        raise InputError(store_path, f"holds data set {ds.attrs['dataset']!r}, not {entry.name!r}")
-    t = entry.training
-    preset = preset or (t.preset if t else None)
-    if preset is None:
-        raise InputError(entry.name, "no training defaults in the catalog; pass --preset")
-    if preset not in simvp.PRESETS:
-        raise InputError(entry.name, f"unknown preset {preset!r} (known: {', '.join(simvp.PRESETS)})")
-    spec = WindowSpec.from_store(ds, input=input_frames, output=output_frames, stride=stride,
-                                 time_features=bool(t and t.time_features))
-    config = _train_config(entry, epochs, device, overrides)
-    # under torchrun each process holds its data on its own GPU
-    windows = split_windows(ds, spec, device=resolve_device(device, int(os.environ.get("LOCAL_RANK", 0))))
-    model_args = {**simvp.PRESETS[preset], **(t.model if t else {}),
-                  "in_shape": windows["train"].shape, "out_frames": spec.output,
-                  "translator": translator or (t.translator if t else "gsta")}
-    try:
-        model = simvp.SimVP(**model_args)
-    except ValueError as error:
-        raise InputError(entry.name, f"cannot build the model for a {spec.input} -> {spec.output} window: {error}")
-    if out is not None:
-        run_dir = Path(out)
-    elif resume:
-        run_dir = latest_run_dir(name) or new_run_dir(name)
-    else:
-        run_dir = new_run_dir(name)
+def run(spec: TrainSpec, progress: bool = True, log=None) -> TrainOutcome:
+    """Train SimVP as the spec says; returns the run folder, the best checkpoint and the training record."""
+    device = resolve_device(spec.training.device)
+    if _main_process():
+        check_run_dir(spec)
+    ds = open_store(spec.store)
+    if ds.attrs["dataset"] != spec.dataset:
+        raise InputError(spec.store, f"holds data set {ds.attrs['dataset']!r}, not {spec.dataset!r}")
+    signature = store_signature(ds)
+    _check_resumed_data(spec, signature)
+    with reading(spec.store):
+        windows = split_windows(ds, spec.window, device=device)
+    (t_in, channels, *grid) = windows["train"].shape
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if len(windows["train"]) < spec.training.batch_size * world:
+        raise UsageError("batch_size", f"{spec.training.batch_size} x {world} processes is more than the "
+                                       f"{len(windows['train'])} training samples of {spec.dataset}")
+    seed_everything(spec.training.seed)  # before the model is built: the seed fixes its initial weights
+    model = simvp.SimVP(spec.simvp_config(channels, tuple(grid)))
+    if _main_process():
+        prepare_run_dir(spec)
+        write_text_atomic(spec.run_dir / "spec.json", spec.dump() + "\n")
     meta = {
-        "dataset": entry.name,
-        "preset": preset,
+        "dataset": spec.dataset,
+        "preset": spec.preset,
         "catalog_entry": json.loads(ds.attrs["catalog_entry"]),
-        "store": store_signature(ds),
-        "store_path": str(store_path),
+        "store": signature,
+        "store_path": str(spec.store),
         "store_fingerprint": ds.attrs["fingerprint"],
-        "window": {"input": spec.input, "output": spec.output, "stride": spec.stride,
-                   "time_features": spec.time_features},
+        "window": spec.window.model_dump(),
         "samples": {s: len(w) for s, w in windows.items()},
         "simcast_version": __version__,
     }
-    result = train(model, windows["train"], windows["validation"], config, run_dir, meta,
-                   resume=resume, progress=progress, log=log)
-    return TrainOutcome(run_dir, result.best_path, result, meta["samples"])
+    try:
+        with reading(spec.store):
+            result = train(model, windows["train"], windows["validation"], spec.training, spec.run_dir, meta,
+                           resume=spec.resume, progress=progress, log=log)
+    except FloatingPointError as e:
+        raise TrainingDiverged(f"{spec.run_dir}: {e}") from None
+    except FileExistsError as e:  # the trainer's own guard against overwriting a run (checked above as well)
+        raise OutputError(spec.run_dir, str(e)) from None
+    return TrainOutcome(spec.run_dir, result.best_path, result, meta["samples"])

@@ -9,28 +9,31 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import InputError
-from .store import open_store
+from .errors import InputError, UsageError
+from .store import open_store, store_stats, weekly_rhythm
 from .timeaxis import ns
 
 SPLITS = ("train", "validation", "test")
 IN_MEMORY_LIMIT_BYTES = 4 * 2**30
 
 
-@dataclass(frozen=True)
-class WindowSpec:
-    input: int
-    output: int
-    stride: int = 1
-    time_features: bool = False  # hour of day (+ day of week and holidays for traffic), see time_features
+class WindowSpec(BaseModel):
+    """T_in frames in, T_out frames out, a start every `stride` steps; optional time-feature inputs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    input: int = Field(ge=1, description="frames in (default: the catalog's)")
+    output: int = Field(ge=1, description="frames out (default: the catalog's)")
+    stride: int = Field(1, ge=1, description="steps between window starts")
+    time_features: bool = Field(False, description="hour of day (day of week and holidays where the data have a "
+                                                   "weekly rhythm) as extra inputs")
 
     @property
     def length(self) -> int:
@@ -86,11 +89,6 @@ def _affine(stats: dict, method: str, like):
     return a.reshape(shape).astype(like.dtype), b.reshape(shape).astype(like.dtype)
 
 
-def store_stats(ds: xr.Dataset) -> dict:
-    """The training-period statistics stored with the data, as plain lists per channel."""
-    return {k: [float(v) for v in ds[f"stat_{k}"].values] for k in ("mean", "std", "min", "max")}
-
-
 def time_features(times: pd.DatetimeIndex, holiday: np.ndarray | None, weekly: bool) -> np.ndarray:
     """(T, F) cyclic hour-of-day encoding; day of week too for traffic (weekly rhythm), and the holiday flag
     when given. Weather gets the hour only: a day-of-week or day-of-year input lets a model memorize the
@@ -103,15 +101,6 @@ def time_features(times: pd.DatetimeIndex, holiday: np.ndarray | None, weekly: b
     if holiday is not None:
         cols.append(holiday.astype("float64"))
     return np.stack(cols, axis=1).astype("float32")
-
-
-def physical_floor(ds: xr.Dataset) -> float | None:
-    """The smallest physical value a forecast may take: traffic flows are counts, never negative."""
-    return 0.0 if ds.attrs.get("kind") == "taxibj" else None
-
-
-def weekly_rhythm(ds: xr.Dataset) -> bool:
-    return ds.attrs.get("kind") == "taxibj"
 
 
 class FrameCache:
@@ -148,7 +137,7 @@ class Windows:
     def __init__(self, store: str | Path | xr.Dataset, split: str, spec: WindowSpec | None = None,
                  device: str | torch.device = "cpu", in_memory: bool | None = None):
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+            raise UsageError("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
         self.ds = store if isinstance(store, xr.Dataset) else open_store(store)
         self.split = split
         self.spec = spec or WindowSpec.from_store(self.ds)
@@ -209,12 +198,6 @@ class Windows:
             feat = feat[..., None, None].expand(-1, -1, -1, *x.shape[-2:])
             x = torch.cat([x, feat], dim=2)
         return x, y
-
-    def describe(self) -> dict:
-        return {"split": self.split, "samples": len(self), "input": self.spec.input, "output": self.spec.output,
-                "stride": self.spec.stride, "in_memory": self.in_memory,
-                "first": str(self.times[self.starts[0]]) if len(self) else None,
-                "last": str(self.times[self.starts[-1]]) if len(self) else None}
 
 
 def split_windows(store: str | Path | xr.Dataset, spec: WindowSpec | None = None, device="cpu",

@@ -5,7 +5,7 @@ so ``torch.load(path, weights_only=True)`` reads it::
 
     {
       "format":    "simvp-checkpoint/1",
-      "meta_json": str,   # JSON: the caller's metadata + "model_config" (SimVP kwargs) [+ "train_config"]
+      "meta_json": str,   # JSON: the caller's metadata + "model_config" (SimVPConfig.to_dict()) [+ "train_config"]
       "state_json": str,  # JSON: training progress (epoch, step, best_val_loss, history, ...)
       "model":     {name: tensor},          # state dict of the bare model (no DDP/compile prefixes), CPU
       "optimizer": optimizer.state_dict() | None,
@@ -36,7 +36,7 @@ from typing import Any, BinaryIO, Callable, Mapping
 import torch
 from torch import nn
 
-from .model import SimVP
+from .model import SimVP, SimVPConfig
 
 FORMAT = "simvp-checkpoint/1"
 
@@ -183,15 +183,14 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint atomically; returns the path.
 
-    `meta` (JSON-able) is stored with ``meta["model_config"] = model.config`` added when the model
-    has a ``config`` (a SimVP); a caller-given "model_config" must equal it. `state` (JSON-able) is
-    the training progress. The current RNG states are stored too.
+    `meta` (JSON-able) is stored with ``meta["model_config"] = model.config.to_dict()`` added when
+    the model is a SimVP; a caller-given "model_config" must equal it. `state` (JSON-able) is the
+    training progress. The current RNG states are stored too.
     """
     bare = unwrap(model)
     meta = dict(meta or {})
-    config = getattr(bare, "config", None)
-    if isinstance(config, Mapping):
-        config = json.loads(to_json(config, "model config"))
+    config = model_config(bare)
+    if config is not None:
         if "model_config" in meta and json.loads(to_json(meta["model_config"], "meta")) != config:
             raise ValueError("meta['model_config'] differs from the model's own config")
         meta["model_config"] = config
@@ -209,6 +208,13 @@ def save_checkpoint(
     }
     payload["digest"] = digest(payload)
     return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def model_config(model: nn.Module) -> dict[str, Any] | None:
+    """``model.config.to_dict()`` as stored in checkpoints (JSON-normal), or None for a model
+    without a `SimVPConfig`."""
+    config = getattr(unwrap(model), "config", None)
+    return json.loads(to_json(config.to_dict(), "model config")) if isinstance(config, SimVPConfig) else None
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
@@ -230,7 +236,7 @@ def _load_problem(exc: BaseException) -> str:
         return "empty or truncated file"
     if isinstance(exc, pickle.UnpicklingError):
         return "not a torch checkpoint (unreadable data)"
-    return _one_line(exc)
+    return f"not a torch checkpoint (the reader failed: {_one_line(exc)})"
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -281,7 +287,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
 
 def model_from_checkpoint(checkpoint: str | os.PathLike | Mapping[str, Any],
                           map_location: Any = "cpu") -> nn.Module:
-    """``SimVP(**meta["model_config"])`` with the checkpoint's weights (strict), in eval mode.
+    """``SimVP(SimVPConfig.from_dict(meta["model_config"]))`` with the checkpoint's weights
+    (strict), in eval mode.
 
     `checkpoint` is a path or a dict returned by `load_checkpoint`.
     """
@@ -291,7 +298,7 @@ def model_from_checkpoint(checkpoint: str | os.PathLike | Mapping[str, Any],
     if not isinstance(config, Mapping):
         raise CheckpointError(f"{where}: checkpoint metadata has no model_config to rebuild the model")
     try:
-        model = SimVP(**config)
+        model = SimVP(SimVPConfig.from_dict(config))
         model.load_state_dict(ckpt["model"], strict=True)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{where}: cannot rebuild the model: {_one_line(exc)}") from None

@@ -6,7 +6,9 @@ decoder; the translator sees time stacked into channels, ``(B, T*hid_S, H', W')`
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -16,82 +18,112 @@ from .modules import FrameDecoder, FrameEncoder, spatial_reduction
 from .translators import TRANSLATORS
 
 
+@dataclass(frozen=True)
+class SimVPConfig:
+    """The arguments of a SimVP, mirroring OpenSTL's ``SimVP_Model``.
+
+    in_shape: ``(T, C, H, W)`` of the input. H and W only document the training grid: any grid
+        works, it is padded to a multiple of the downsampling factor inside and cropped back.
+    hid_S, N_S: width and number of ConvSC blocks of the frame encoder/decoder.
+    hid_T, N_T: width and depth of the translator.
+    translator: a key of `TRANSLATORS`.
+    out_frames: frames predicted per call (None: T). When it differs from T, learned 1x1
+        convolutions map the stacked latent and the skip from T to `out_frames` frames.
+    mlp_ratio, drop, drop_path: MetaBlock settings (gsta, tau); unused by incepu.
+    spatio_kernel_enc, spatio_kernel_dec: kernel size of the encoder/decoder convolutions.
+    residual: add an observed frame to every output frame, so the network predicts changes
+        (not in the released SimVP; off by default).
+    residual_lag: which frame `residual` adds: None for the last input frame (persistence), or
+        a lag L for the frame L steps before each target, e.g. 24 for the same hour one day
+        earlier in hourly data. Needs ``out_frames <= L <= T`` so that it is always an input.
+    """
+
+    in_shape: tuple[int, int, int, int]
+    hid_S: int = 16
+    hid_T: int = 256
+    N_S: int = 4
+    N_T: int = 4
+    translator: str = "gsta"
+    out_frames: int | None = None
+    mlp_ratio: float = 8.0
+    drop: float = 0.0
+    drop_path: float = 0.0
+    spatio_kernel_enc: int = 3
+    spatio_kernel_dec: int = 3
+    residual: bool = False
+    residual_lag: int | None = None
+
+    def __post_init__(self) -> None:
+        in_shape = tuple(int(v) for v in self.in_shape)
+        if len(in_shape) != 4 or min(in_shape) < 1:
+            raise ValueError(f"in_shape must be (T, C, H, W) of positive sizes, got {self.in_shape!r}")
+        translator = str(self.translator).lower()
+        if translator not in TRANSLATORS:
+            raise ValueError(f"unknown translator {self.translator!r}; expected one of {sorted(TRANSLATORS)}")
+        out_frames = None if self.out_frames is None else int(self.out_frames)
+        if out_frames is not None and out_frames < 1:
+            raise ValueError(f"out_frames must be >= 1, got {self.out_frames!r}")
+        lag = None if self.residual_lag is None else int(self.residual_lag)
+        if lag is not None:
+            if not self.residual:
+                raise ValueError("residual_lag is set but residual is off: set residual=True to use it")
+            out = out_frames or in_shape[0]
+            if not out <= lag <= in_shape[0]:
+                raise ValueError(
+                    f"residual_lag {lag} must lie between the output frames ({out}) and "
+                    f"the input frames ({in_shape[0]}) so that the lagged frame is always an input"
+                )
+        for name, value in (("in_shape", in_shape), ("translator", translator),
+                            ("out_frames", out_frames), ("residual_lag", lag)):
+            object.__setattr__(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (in_shape as a list, out_frames resolved): what checkpoints store."""
+        data = dataclasses.asdict(self)
+        return {**data, "in_shape": list(self.in_shape), "out_frames": self.out_frames or self.in_shape[0]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SimVPConfig":
+        """The config of `to_dict` (or of a checkpoint's ``meta["model_config"]``)."""
+        return cls(**data)
+
+
 class SimVP(nn.Module):
     """SimVP with a selectable translator (``"gsta"``, ``"incepu"``, ``"tau"``).
 
-    Args mirror OpenSTL's ``SimVP_Model``:
-        in_shape: ``(T, C, H, W)`` of the input. H and W only document the training grid: any grid
-            works, it is padded to a multiple of the downsampling factor inside and cropped back.
-        hid_S, N_S: width and number of ConvSC blocks of the frame encoder/decoder.
-        hid_T, N_T: width and depth of the translator.
-        translator: a key of `TRANSLATORS`.
-        out_frames: frames predicted per call (default T). When it differs from T, learned 1x1
-            convolutions map the stacked latent and the skip from T to `out_frames` frames.
-        mlp_ratio, drop, drop_path: MetaBlock settings (gsta, tau); unused by incepu.
-        spatio_kernel_enc, spatio_kernel_dec: kernel size of the encoder/decoder convolutions.
-        residual: add an observed frame to every output frame, so the network predicts changes
-            (not in the released SimVP; off by default; helps on short records, see the catalog).
-        residual_lag: which frame `residual` adds: None for the last input frame (persistence), or
-            a lag L for the frame L steps before each target, e.g. 24 for the same hour one day
-            earlier in hourly data. Needs ``out_frames <= L <= T`` so that it is always an input.
-
-    `model.config` is the plain dict of these arguments: ``SimVP(**model.config)`` rebuilds it.
+    ``SimVP(SimVPConfig(in_shape=(12, 1, 32, 64), hid_S=32))`` or, the same,
+    ``SimVP(in_shape=(12, 1, 32, 64), hid_S=32)``; keyword fields given with a config replace its
+    values. `model.config` is the `SimVPConfig`.
     """
 
-    def __init__(
-        self,
-        in_shape: Sequence[int],
-        hid_S: int = 16,
-        hid_T: int = 256,
-        N_S: int = 4,
-        N_T: int = 4,
-        translator: str = "gsta",
-        out_frames: int | None = None,
-        mlp_ratio: float = 8.0,
-        drop: float = 0.0,
-        drop_path: float = 0.0,
-        spatio_kernel_enc: int = 3,
-        spatio_kernel_dec: int = 3,
-        residual: bool = False,
-        residual_lag: int | None = None,
-    ):
+    def __init__(self, config: SimVPConfig | None = None, **fields: Any):
         super().__init__()
-        frames, channels, height, width = (int(v) for v in in_shape)
-        translator = translator.lower()
-        if translator not in TRANSLATORS:
-            raise ValueError(f"unknown translator {translator!r}; expected one of {sorted(TRANSLATORS)}")
-        out_frames = frames if out_frames is None else int(out_frames)
-        if residual_lag is not None:
-            residual_lag = int(residual_lag)
-            if not residual:
-                raise ValueError("residual_lag is set but residual is off: set residual=True to use it")
-            if not out_frames <= residual_lag <= frames:
-                raise ValueError(
-                    f"residual_lag {residual_lag} must lie between the output frames ({out_frames}) and "
-                    f"the input frames ({frames}) so that the lagged frame is always an input"
-                )
-        self._config: dict[str, Any] = dict(
-            in_shape=[frames, channels, height, width], hid_S=hid_S, hid_T=hid_T, N_S=N_S,
-            N_T=N_T, translator=translator, out_frames=out_frames, mlp_ratio=mlp_ratio,
-            drop=drop, drop_path=drop_path, spatio_kernel_enc=spatio_kernel_enc,
-            spatio_kernel_dec=spatio_kernel_dec, residual=residual, residual_lag=residual_lag,
-        )
-        self.residual = residual
-        # input frame index added to each output frame: the last one, or the one `residual_lag` before it
-        if residual_lag is None:
-            anchor = torch.full((out_frames,), frames - 1)
-        else:
-            anchor = torch.arange(frames - residual_lag, frames - residual_lag + out_frames)
-        self.register_buffer("residual_anchor", anchor, persistent=False)
+        if config is None:
+            config = SimVPConfig(**fields)
+        elif not isinstance(config, SimVPConfig):
+            raise TypeError(f"SimVP takes a SimVPConfig or keyword fields, got {type(config).__name__}")
+        elif fields:
+            config = dataclasses.replace(config, **fields)
+        self.config = config
+        frames, channels, _, _ = config.in_shape
+        out_frames = config.out_frames or frames
         self.in_frames, self.out_frames, self.channels = frames, out_frames, channels
-        self.reduction = spatial_reduction(N_S)
+        self.residual = config.residual
+        self.reduction = spatial_reduction(config.N_S)
+        # input frame index added to each output frame: the last one, or the one `residual_lag` before it
+        lag = config.residual_lag
+        anchor = (torch.full((out_frames,), frames - 1) if lag is None
+                  else torch.arange(frames - lag, frames - lag + out_frames))
+        self.register_buffer("residual_anchor", anchor, persistent=False)
 
-        self.encoder = FrameEncoder(channels, hid_S, N_S, spatio_kernel_enc)
-        self.translator = TRANSLATORS[translator](
-            frames * hid_S, hid_T, N_T, mlp_ratio=mlp_ratio, drop=drop, drop_path=drop_path
+        hid_S = config.hid_S
+        self.encoder = FrameEncoder(channels, hid_S, config.N_S, config.spatio_kernel_enc)
+        self.translator = TRANSLATORS[config.translator](
+            frames * hid_S, config.hid_T, config.N_T, mlp_ratio=config.mlp_ratio, drop=config.drop,
+            drop_path=config.drop_path,
         )
-        self.decoder = FrameDecoder(hid_S, channels, N_S, spatio_kernel_dec)
-        if residual:  # start from the anchor forecast: an untrained model predicts no change
+        self.decoder = FrameDecoder(hid_S, channels, config.N_S, config.spatio_kernel_dec)
+        if config.residual:  # start from the anchor forecast: an untrained model predicts no change
             nn.init.zeros_(self.decoder.readout.weight)
             nn.init.zeros_(self.decoder.readout.bias)
         if out_frames != frames:
@@ -100,11 +132,6 @@ class SimVP(nn.Module):
         else:
             self.latent_projection = nn.Identity()
             self.skip_projection = nn.Identity()
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments as plain data (a fresh copy)."""
-        return {k: list(v) if isinstance(v, list) else v for k, v in self._config.items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, frames, channels, height, width = x.shape
@@ -137,17 +164,32 @@ class SimVP(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         return x
 
-    def rollout(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+    def rollout(self, x: torch.Tensor, steps: int,
+                features: Callable[[int, int], torch.Tensor] | None = None) -> torch.Tensor:
         """Predict `steps` frames by feeding the model its own outputs (the last T frames seen).
 
-        With ``out_frames == T`` this is the released autoregressive scheme (e.g. KTH 10 -> 20/40).
+        With ``out_frames == T`` this is the released autoregressive scheme.
+        Gradients flow unless the caller wraps the call in ``torch.no_grad()``.
+
+        `features`: when the last F of the model's C channels are known inputs (time features),
+        ``features(k0, k1) -> (B, k1 - k0, F, H, W)`` gives their true values at lead steps
+        k0..k1-1; they replace the predicted ones before feeding back, and only the C - F data
+        channels are returned. Without it all C channels are returned.
         """
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
-        context, predictions, produced = x, [], 0
+        context, out, produced, n_data = x, [], 0, self.channels
         while produced < steps:
-            y = self(context[:, -self.in_frames:])
-            predictions.append(y)
-            produced += y.shape[1]
+            y = self(context[:, -self.in_frames:]).to(x.dtype)
+            k = y.shape[1]
+            if features is not None:
+                known = features(produced, produced + k).to(y.dtype)
+                n_data = self.channels - known.shape[2]
+                if known.shape[:2] != y.shape[:2] or not 0 < n_data < self.channels:
+                    raise ValueError(f"features({produced}, {produced + k}) gave {tuple(known.shape)}; expected "
+                                     f"(B, {k}, F, H, W) with 0 < F < {self.channels} channels")
+                y = torch.cat([y[:, :, :n_data], known], dim=2)
+            out.append(y[:, :, :n_data])
             context = torch.cat([context[:, -self.in_frames:], y], dim=1)
-        return torch.cat(predictions, dim=1)[:, :steps]
+            produced += k
+        return torch.cat(out, dim=1)[:, :steps]

@@ -75,3 +75,32 @@ TINY_WB = {
     "training": {"preset": "weatherbench-t2m-5.625deg", "translator": "gsta", "model": TINY_MODEL,
                  "epochs": 1, "batch_size": 8, "lr": 0.01, "schedule": "onecycle", "time_features": True},
 }
+
+
+# The same with a tiny synthetic TaxiBJ file (8 x 8 grid, ten days half-hourly).
+TINY_BJ = {
+    "kind": "taxibj",
+    "source": {"pattern": "bj/BJ13_M8x8_T30_InOut.h5"},
+    "variables": [{"name": "inflow"}, {"name": "outflow"}],
+    "time_step": "30min",
+    "splits": {"train": {"rest": True}, "validation": {"last": "2D"}, "test": {"last": "2D"}},
+    "window": {"input": 4, "output": 4, "stride": 4},
+    "normalization": "minmax",
+    "grid": [8, 8],
+    "extent": {"lat": [39.8, 40.0], "lon": [116.3, 116.5], "approximate": True},
+    "gaps": "record",
+    "holidays": "bj/BJ_Holiday.txt",
+    "store": "tiny-bj.zarr",
+    "training": {"preset": "taxibj", "translator": "gsta", "model": TINY_MODEL, "epochs": 1, "batch_size": 16,
+                 "lr": 0.01, "schedule": "onecycle", "warmup_epochs": 0, "time_features": True},
+}
+
+
+def ingest(what, progress: bool = False, **overrides):
+    """Ingest a catalog entry (by name, or an entry object) with overrides (source, store, force, ...)."""
+    from pipelines import ingest as stage
+    from pipelines.specs import IngestSpec
+
+    spec = (IngestSpec.from_entry(what, **overrides) if isinstance(what, DatasetEntry)
+            else IngestSpec.from_catalog(what, **overrides))
+    return stage.run(spec, progress=progress)

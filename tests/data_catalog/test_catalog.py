@@ -1,7 +1,10 @@
 import pytest
 
+import yaml
+
 import data_catalog
 from data_catalog import CatalogError, load_catalog
+from pipelines.settings import Settings
 
 from ..conftest import write_catalog
 
@@ -33,7 +36,7 @@ def test_shipped_catalog_has_the_required_entries():
 def test_bundled_samples_resolve_to_real_files():
     for name in ("era5-uk-t2m", "nybike"):
         e = load_catalog()[name]
-        root = data_catalog.source_root(e)
+        root = Settings.load().source_root(e)
         assert list(root.glob(e.source.pattern)), name
     assert (data_catalog.BUNDLED_ROOT / "README.md").is_file()
 
@@ -58,7 +61,7 @@ def test_bundled_samples_resolve_to_real_files():
 def test_malformed_entry_names_field_and_reason(tmp_path, change, field, reason):
     path = write_catalog(tmp_path / "cat.yaml", {"bad": {**GOOD, **change}})
     with pytest.raises(CatalogError) as e:
-        load_catalog(path)
+        load_catalog(path, bundled=False)
     msg = str(e.value)
     assert "\n" not in msg
     assert str(path) in msg and "'bad'" in msg and f"field {field}" in msg and reason in msg
@@ -68,15 +71,15 @@ def test_missing_field_and_bad_yaml(tmp_path):
     body = {k: v for k, v in GOOD.items() if k != "store"}
     with pytest.raises(CatalogError, match="field store: Field required"):
         load_catalog(write_catalog(tmp_path / "a.yaml", {"x": body}))
-    (tmp_path / "b.yaml").write_text("datasets: [unclosed")
-    with pytest.raises(CatalogError, match="not valid YAML"):
+    (tmp_path / "b.yaml").write_text("datasets:\n  x: {kind: taxibj,\n  y: [unclosed\n")
+    with pytest.raises(CatalogError, match=r"b.yaml: not valid YAML at line \d+, column \d+"):
         load_catalog(tmp_path / "b.yaml")
     with pytest.raises(CatalogError, match="catalog file not found"):
         load_catalog(tmp_path / "missing.yaml")
 
 
 def test_unknown_name_lists_known(tmp_path):
-    cat = load_catalog(write_catalog(tmp_path / "cat.yaml", {"one": GOOD}))
+    cat = load_catalog(write_catalog(tmp_path / "cat.yaml", {"one": GOOD}), bundled=False)
     with pytest.raises(CatalogError, match=r"no data set named 'two' \(known: one\)"):
         cat["two"]
 
@@ -84,6 +87,33 @@ def test_unknown_name_lists_known(tmp_path):
 def test_roots_follow_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SIMCAST_DATA_ROOT", "/archive")
     monkeypatch.setenv("SIMCAST_STORE_ROOT", str(tmp_path / "s"))
-    e = load_catalog()["weatherbench-t2m-5.625deg"]
-    assert str(data_catalog.source_root(e)) == "/archive"
-    assert data_catalog.store_path(e) == tmp_path / "s" / "weatherbench-t2m-5.625deg.zarr"
+    monkeypatch.setenv("SIMCAST_RUNS_ROOT", str(tmp_path / "r"))
+    settings = Settings.load()
+    e = settings.entry("weatherbench-t2m-5.625deg")
+    assert str(settings.source_root(e)) == "/archive"
+    assert settings.store_path(e) == tmp_path / "s" / "weatherbench-t2m-5.625deg.zarr"
+    assert settings.new_run_dir("x").parent == tmp_path / "r"
+    assert Settings.load(runs_root=tmp_path / "explicit").runs_root == tmp_path / "explicit"  # arguments win
+
+
+def test_a_users_catalog_adds_to_and_overrides_the_bundled_one(monkeypatch, tmp_path):
+    mine = write_catalog(tmp_path / "mine.yaml", {"one": GOOD, "nybike": {**GOOD, "store": "my-nybike.zarr"}})
+    monkeypatch.setenv("SIMCAST_CATALOG", str(mine))
+    cat = Settings.load().catalog()
+    assert {"one", "era5-uk-t2m", "taxibj"} <= set(cat.entries)  # added to the bundled entries
+    assert cat["nybike"].store == "my-nybike.zarr" and cat.origins["nybike"] == mine  # overridden
+    assert cat.origins["era5-uk-t2m"] == data_catalog.DEFAULT_CATALOG
+
+
+def test_catalog_show_prints_yaml_that_loads_back_to_the_same_entry(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    monkeypatch.setenv("COLUMNS", "40")  # a narrow terminal must not wrap the YAML
+    for name in ("era5-uk-t2m", "nybike", "weatherbench-multi-5.625deg"):
+        shown = CliRunner().invoke(app, ["catalog", "show", name])
+        assert shown.exit_code == 0, shown.output
+        (tmp_path / "copy.yaml").write_text(shown.stdout)
+        assert yaml.safe_load(shown.stdout)["datasets"][name]
+        assert data_catalog.read_entries(tmp_path / "copy.yaml")[name] == load_catalog()[name]

@@ -8,24 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ..conftest import TINY_MODEL, TINY_WB
+from ..conftest import TINY_BJ, TINY_WB
 
-TINY_BJ = {
-    "kind": "taxibj",
-    "source": {"pattern": "bj/BJ13_M8x8_T30_InOut.h5"},
-    "variables": [{"name": "inflow"}, {"name": "outflow"}],
-    "time_step": "30min",
-    "splits": {"train": {"rest": True}, "validation": {"last": "2D"}, "test": {"last": "2D"}},
-    "window": {"input": 4, "output": 4, "stride": 4},
-    "normalization": "minmax",
-    "grid": [8, 8],
-    "extent": {"lat": [39.8, 40.0], "lon": [116.3, 116.5], "approximate": True},
-    "gaps": "record",
-    "holidays": "bj/BJ_Holiday.txt",
-    "store": "tiny-bj.zarr",
-    "training": {"preset": "taxibj", "translator": "gsta", "model": TINY_MODEL, "epochs": 1, "batch_size": 16,
-                 "lr": 0.01, "schedule": "onecycle", "warmup_epochs": 0, "time_features": True},
-}
 
 
 def api_post(api_url: str, path: str, body: dict) -> list[dict]:

@@ -16,7 +16,7 @@ from flows.ingest import ingest_flow
 from flows.report import map_report_flow
 from flows.tasks import torchrun_command
 from flows.train import taxibj_train, weatherbench_train
-from pipelines.forecast_io import open_forecast
+from pipelines.forecast.output import open_forecast
 from pipelines.store import open_store
 
 from .conftest import api_post
@@ -68,8 +68,8 @@ def test_bad_input_fails_the_flow_with_the_pipelines_one_line(tiny):
 
     msg = failure(run(ingest_flow, dataset="nope")[0])
     assert "no data set named 'nope'" in msg and "tiny-wb" in msg
-    msg = failure(run(weatherbench_train, dataset="tiny-bj")[0])
-    assert "entry 'tiny-bj' is taxibj data; flow 'weatherbench-train' takes weatherbench entries" in msg
+    msg = failure(run(weatherbench_train, dataset="tiny-wb", epochs=0)[0])
+    assert "BadInput: epochs: must be >= 1, got 0" in msg  # a bad parameter is named as the flow names it
     msg = failure(run(taxibj_forecast, dataset="tiny-bj", refresh_store=False, checkpoint="x.pt")[0])
     assert f"{tiny}/stores/tiny-bj.zarr: does not exist; run `simcast ingest` first" in msg
     msg = failure(run(weatherbench_forecast, dataset="tiny-wb")[0])
@@ -79,7 +79,7 @@ def test_bad_input_fails_the_flow_with_the_pipelines_one_line(tiny):
     msg = failure(run(map_report_flow, forecast=str(tiny / "nothing.zarr"), metrics="m.json")[0])
     assert "m.json: metrics file not found" in msg
     msg = failure(run(weatherbench_train, dataset="tiny-wb", train_options={"bogus": 1})[0])
-    assert "train_options ['bogus'] are not training settings" in msg
+    assert "BadInput: bogus: not an option of train (its options: " in msg
 
 
 def test_ingest_flow_on_a_dask_cluster(tiny):
@@ -107,6 +107,7 @@ def test_weatherbench_train_then_forecast_then_map_report(tiny):
     assert list(metrics) == ["model", "persistence", "previous_day", "climatology"]
     assert set(tasks) == {"ingest tiny-wb", "train tiny-wb", "evaluate tiny-wb (test)", "forecast tiny-wb",
                           "maps and report", "publish-training"}
+    assert json.loads((run_dir / "spec.json").read_text())["training"]["seed"] == 1
 
     md = artifacts["tiny-wb-training"]["data"]
     for text in ("| forecaster |", "| model |", "| persistence |", "| previous day |", "| climatology |",
@@ -156,21 +157,17 @@ def test_taxibj_train_and_forecast(tiny):
         assert ds.sizes["lead_time"] == 6  # 3 h of 30 min steps from a 4 -> 4 model: rollout
 
 
-def test_torchrun_command_is_the_simcast_train_command():
-    cmd = torchrun_command("era5-uk-t2m", "/s.zarr", Path("/runs/r"), 4, epochs=3, device="cuda",
-                           options={"batch_size": 8, "lr": 0.001, "deterministic": True})
+def test_torchrun_runs_the_spec_file_on_every_rank():
+    cmd = torchrun_command(Path("/runs/r/spec.json"), "era5-uk-t2m", 4)
     assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m"]
-    assert cmd[6:] == ["pipelines.cli", "train", "era5-uk-t2m", "--store", "/s.zarr", "--out", "/runs/r", "--device",
-                       "cuda", "--epochs", "3", "--batch-size", "8", "--lr", "0.001", "--deterministic"]
-    with pytest.raises(Exception, match="train option 'max_steps_per_epoch' cannot be passed"):
-        torchrun_command("x", "/s", Path("/r"), 2, options={"max_steps_per_epoch": 2})
+    assert cmd[6:] == ["pipelines.cli", "train", "era5-uk-t2m", "--spec", "/runs/r/spec.json"]
 
 
 @pytest.mark.slow
 def test_training_under_torchrun_on_two_processes(tiny):
     """nproc_per_node=2: torchrun starts `simcast train` on two CPU processes (gloo), DDP from simvp."""
     state, tasks, artifacts = run(weatherbench_train, dataset="tiny-wb", device="cpu", nproc_per_node=2,
-                                  train_options={"batch_size": 4}, map_leads=["6"])
+                                  train_options={"batch_size": 4, "max_steps_per_epoch": 2}, map_leads=["6"])
     assert state.is_completed(), state.message
     run_dir = Path(state.result()["run_dir"])
     assert (run_dir / "best.pt").is_file() and (run_dir / "report/report.html").is_file()

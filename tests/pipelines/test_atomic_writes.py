@@ -1,4 +1,6 @@
-"""A killed ingest leaves the previous store intact, and rerunning it finishes the job."""
+"""A killed ingest leaves the previous store intact, and rerunning it finishes the job (the swap by two renames,
+where the file system cannot exchange two paths; tests/pipelines/test_kills_and_seeds.py kills every stage at
+the one-step exchange)."""
 
 import os
 import subprocess
@@ -8,10 +10,10 @@ import textwrap
 import pytest
 
 from pipelines import synth
-from pipelines.ingest import ingest
-from pipelines.store import recover_interrupted
 
-from ..conftest import REPO, entry
+from pipelines.outputs import recover_interrupted
+
+from ..conftest import REPO, entry, ingest
 from .test_ingest_errors import _digest
 
 KILLERS = {
@@ -24,8 +26,11 @@ KILLERS = {
             os.kill(os.getpid(), signal.SIGKILL)
         xr.Dataset.to_zarr = to_zarr
     """,
-    # killed between moving the old store aside and renaming the new one into place
+    # on a file system that cannot exchange two paths in one step: killed between moving the old store aside
+    # and renaming the new one into place
     "between_renames": """
+        from pipelines import outputs
+        outputs._exchange = lambda a, b: False
         real = os.rename
         def rename(src, dst):
             real(src, dst)
@@ -44,8 +49,7 @@ def test_kill_midway_then_rerun(tmp_path, moment):
     (tmp_path / "data/wb/2m_temperature/2m_temperature_2010-01-06_5.625deg.nc").unlink()
 
     script = "import os, signal\n" + textwrap.dedent(KILLERS[moment]) + textwrap.dedent("""
-        from pipelines.ingest import ingest
-        from tests.conftest import entry
+        from tests.conftest import entry, ingest
         ingest(entry(), progress=False)
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO)}

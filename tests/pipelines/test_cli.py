@@ -7,6 +7,23 @@ from pipelines.cli import app
 runner = CliRunner()
 
 
+def _commands(command, path=()):
+    yield path
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, path + (name,))
+
+
+def test_help_of_every_command_and_subcommand():
+    import typer.main
+
+    paths = list(_commands(typer.main.get_command(app)))
+    assert ("forecast",) in paths and ("catalog", "show") in paths and ("synth", "taxibj") in paths
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "100"})
+        assert result.exit_code == 0 and result.exception is None, (path, result.output)
+        assert "Usage:" in result.output, path
+
+
 def test_help_lists_every_command():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
@@ -25,7 +42,7 @@ def test_catalog_list_and_show():
 
 def test_unknown_entry_is_one_clear_line():
     result = runner.invoke(app, ["ingest", "no-such-set"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a wrong name is a usage error
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "no data set named 'no-such-set'" in lines[0]
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from pipelines import synth
-from pipelines.ingest import ingest
+
 from pipelines.store import open_store
 
-from ..conftest import entry
+from ..conftest import entry, ingest
 from .test_taxibj import bj_entry
 
 distributed = pytest.importorskip("distributed")

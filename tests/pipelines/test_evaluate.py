@@ -9,14 +9,14 @@ import torch
 import xarray as xr
 
 import simvp
-from data_catalog import load_catalog
-from pipelines.baselines import Baselines, climatology
-from pipelines.errors import InputError
+from data_catalog import CatalogError, load_catalog
 from pipelines.evaluate import evaluate, write_metrics
-from pipelines.ingest import ingest
+from pipelines.evaluate.baselines import Baselines, climatology
+from pipelines.specs import TrainSpec
 from pipelines.store import open_store
-from pipelines.train import run_training
 from pipelines.windows import Windows, WindowSpec
+
+from ..conftest import ingest
 
 
 def _store(real_data, name, pattern):
@@ -46,7 +46,7 @@ def real_data_module():
 
 
 def test_baselines_read_the_right_frames(stores):
-    w = Windows(stores["era5"], "test", WindowSpec(12, 12))
+    w = Windows(stores["era5"], "test", WindowSpec(input=12, output=12))
     b = Baselines(w)
     data = w.ds["data"].values
     idx = np.array([0, 7, 100])
@@ -66,8 +66,8 @@ def test_baselines_read_the_right_frames(stores):
 
 
 def test_persistence_model_scores_like_the_persistence_baseline(stores, tmp_path):
-    w = Windows(stores["era5"], "test", WindowSpec(12, 12))
-    metrics, info = evaluate(w, lambda x: x[:, -1:].expand(-1, 12, -1, -1, -1), progress=False)
+    w = Windows(stores["era5"], "test", WindowSpec(input=12, output=12))
+    metrics, info = evaluate(w, lambda x, index: x[:, -1:].expand(-1, 12, -1, -1, -1), progress=False)
     assert set(metrics) == {"model", "persistence", "previous_day", "climatology"}
     assert metrics["model"]["rmse"] == pytest.approx(metrics["persistence"]["rmse"], rel=1e-5)
     assert metrics["model"]["rmse_weighted"] == pytest.approx(metrics["persistence"]["rmse_weighted"], rel=1e-5)
@@ -89,7 +89,7 @@ def test_persistence_model_scores_like_the_persistence_baseline(stores, tmp_path
 
 def test_traffic_metrics_include_paper_convention(stores):
     w = Windows(stores["nybike"], "test")
-    metrics, info = evaluate(w, lambda x: x[:, -1:].expand(-1, 4, -1, -1, -1), progress=False)
+    metrics, info = evaluate(w, lambda x, index: x[:, -1:].expand(-1, 4, -1, -1, -1), progress=False)
     m = metrics["model"]
     assert {"mse_paper", "mae_paper", "ssim", "psnr"} <= set(m) and "rmse_weighted" not in m
     assert info["samples"] == 14 * 48 - 7  # the first day's previous-day frames lie in validation: allowed
@@ -104,12 +104,12 @@ def test_shipped_training_defaults_fit_their_windows(stores):
         ds = open_store(stores[key])
         spec = WindowSpec.from_store(ds, time_features=entry.training.time_features)
         windows = Windows(ds, "test", spec)
-        model = simvp.SimVP(**{**simvp.PRESETS[entry.training.preset], **entry.training.model,
-                               "in_shape": windows.shape, "out_frames": spec.output}).eval()
+        train_spec = TrainSpec.from_catalog(name, store=stores[key])
+        model = simvp.SimVP(train_spec.simvp_config(windows.shape[1], windows.shape[2:])).eval()
         x, _ = windows.batch(np.arange(4))
         with torch.no_grad():
             y = model(x)
         if name == "era5-uk-t2m":  # untrained: exactly the same hours one day earlier (inputs 0..11 of 24)
             torch.testing.assert_close(y, x[:, :12])
-    with pytest.raises(InputError, match="residual_lag 24 must lie between"):
-        run_training("era5-uk-t2m", store=stores["era5"], input_frames=12, device="cpu", progress=False)
+    with pytest.raises(CatalogError, match="residual_lag 24 must lie between"):
+        TrainSpec.from_catalog("era5-uk-t2m", store=stores["era5"], input=12)

@@ -12,9 +12,11 @@ import pytest
 import xarray as xr
 
 from pipelines.errors import InputError
-from pipelines.forecast_io import forecast_dataset, forecast_variables, open_forecast, write_forecast
-from pipelines.ingest import ingest
+from pipelines.forecast.output import forecast_dataset, forecast_variables, open_forecast, write_forecast
+
 from pipelines.store import open_store
+
+from ..conftest import ingest
 
 PROVENANCE = {"checkpoint": "runs/era5/best.safetensors", "model": "simvp-gsta", "epochs": 3,
               "window": {"input": 12, "output": 12}}

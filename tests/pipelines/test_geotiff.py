@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 
 from pipelines import synth
-from pipelines.forecast_io import forecast_dataset, write_forecast
-from pipelines.ingest import ingest
+from pipelines.forecast.output import forecast_dataset, write_forecast
+
 from pipelines.store import open_store
 
-from ..conftest import entry
+from ..conftest import entry, ingest
 
 rasterio = pytest.importorskip("rasterio")
 pytest.importorskip("rioxarray")

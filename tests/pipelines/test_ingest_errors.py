@@ -10,10 +10,10 @@ import xarray as xr
 
 from pipelines import synth
 from pipelines.errors import InputError
-from pipelines.ingest import ingest
+
 from pipelines.store import open_store
 
-from ..conftest import entry
+from ..conftest import entry, ingest
 from .test_taxibj import bj_entry
 
 FILES = "data/wb/2m_temperature"
@@ -111,7 +111,7 @@ def test_wrong_grid(tmp_path, good_store):
 
 
 def test_wrong_time_step(tmp_path, good_store):
-    _fails("time step of the files is 0 days 01:00:00; catalog entry 'test-wb' expects 0 days 00:30:00",
+    _fails("time step of the files is 1h; catalog entry 'test-wb' expects 30min",
            entry(time_step="30min"))
 
 

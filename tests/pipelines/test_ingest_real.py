@@ -8,8 +8,10 @@ import pandas as pd
 import xarray as xr
 
 from data_catalog import load_catalog
-from pipelines.ingest import ingest
+
 from pipelines.store import open_store
+
+from ..conftest import ingest
 
 
 def _real(real_data, name, pattern):

@@ -15,10 +15,11 @@ import pytest
 import xarray as xr
 from PIL import Image
 
-from pipelines import maps
-from pipelines.forecast_io import forecast_dataset, write_forecast
-from pipelines.maps import ProjectionError, lead_metrics_plot, render_forecast_maps
-from pipelines.report import ReportError, write_report
+from pipelines.report import maps
+from pipelines.forecast.output import forecast_dataset, write_forecast
+from pipelines.report.maps import ProjectionError, lead_metrics_plot, render_forecast_maps
+from pipelines.errors import OutputError, UsageError
+from pipelines.report import write_report
 
 from .test_forecast_io import era5_store, nybike_store, persistence_forecast  # noqa: F401  (fixtures)
 
@@ -127,7 +128,7 @@ def test_unknown_projection_is_a_clear_error(era5_store, tmp_path):
     fc = persistence_forecast(era5_store, n_init=1, n_lead=1)
     with pytest.raises(ProjectionError, match="unknown projection 'Mercury'.*Robinson") as e:
         render_forecast_maps(fc, tmp_path / "maps", projection="Mercury")
-    assert isinstance(e.value, ValueError) and "\n" not in str(e.value)
+    assert isinstance(e.value, UsageError) and e.value.option == "projection" and "\n" not in str(e.value)
     assert not (tmp_path / "maps").exists()
     assert maps.get_projection("robinson").__class__.__name__ == "Robinson"  # names are case-insensitive
     with pytest.raises(ProjectionError, match="UTM cannot be built"):
@@ -136,9 +137,9 @@ def test_unknown_projection_is_a_clear_error(era5_store, tmp_path):
 
 def test_unknown_lead_or_variable(era5_store, tmp_path):
     fc = persistence_forecast(era5_store, n_init=1, n_lead=3)
-    with pytest.raises(ValueError, match=r"lead time \+5 h is not in the forecast \(it has \+1 h, \+2 h, \+3 h\)"):
+    with pytest.raises(UsageError, match=r"lead time \+5 h is not in the forecast \(it has \+1 h, \+2 h, \+3 h\)"):
         render_forecast_maps(fc, tmp_path, leads=[5])
-    with pytest.raises(ValueError, match="not in the forecast"):
+    with pytest.raises(UsageError, match="not in the forecast"):
         render_forecast_maps(fc, tmp_path, variables=["z500"])
     assert maps.select_leads(fc) == [0, 1, 2]
 
@@ -257,6 +258,6 @@ def test_report_refuses_a_folder_that_is_not_a_report(era5_store, tmp_path):
     precious.mkdir()
     (precious / "thesis.tex").write_text("months of work")
     fc = persistence_forecast(era5_store, n_init=1, n_lead=1)
-    with pytest.raises(ReportError, match="not a simcast report folder"):
+    with pytest.raises(OutputError, match="is a folder, not a simcast report"):
         write_report(fc, precious)
     assert (precious / "thesis.tex").read_text() == "months of work"

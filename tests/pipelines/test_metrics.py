@@ -9,7 +9,7 @@ import pytest
 import torch
 import xarray as xr
 
-from pipelines.metrics import (MetricAccumulator, acc, latitude_weights, mae, psnr, rmse, ssim,
+from pipelines.evaluate.metrics import (MetricAccumulator, acc, latitude_weights, mae, psnr, rmse, ssim,
                                SSIM_DATA_RANGE)
 
 LAT = np.linspace(-78.75, 78.75, 8)  # a coarse lon/lat grid: 8 latitudes x 10 longitudes

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 
 from pipelines import synth
-from pipelines.ingest import ingest
-from pipelines.readers.taxibj import decode_slots, read_holidays
+
+from pipelines.ingest.readers.taxibj import decode_slots, read_holidays
 from pipelines.store import open_store
 
-from ..conftest import entry
+from ..conftest import entry, ingest
 
 PERIODS = {"BJ13": ("2013-07-01", "2013-07-10"), "BJ14": ("2014-03-01", "2014-03-12")}
 

@@ -3,20 +3,17 @@ and checkpoints that do not fit the store are refused."""
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 from typer.testing import CliRunner
 
 from pipelines import synth
 from pipelines.cli import app
-from pipelines.forecast_io import open_forecast
-from pipelines.ingest import ingest
-from pipelines.train import _train_config
-from simvp.checkpoint import CheckpointError
+from pipelines.forecast.output import open_forecast
 
-from ..conftest import TINY_WB, entry, write_catalog
+from pipelines.specs import TrainSpec
+
+from ..conftest import TINY_WB, ingest, write_catalog
 
 runner = CliRunner()
 
@@ -36,7 +33,7 @@ def tiny(tmp_path, monkeypatch):
 
 def _ok(result):
     assert result.exit_code == 0, result.output
-    return result.output.strip().splitlines()[-1]
+    return result.stdout.strip().splitlines()[-1]
 
 
 @pytest.mark.slow
@@ -78,11 +75,13 @@ def test_checkpoint_for_another_store_is_refused(tiny):
     assert not (tiny / "x.zarr").exists()
 
 
-def test_catalog_training_defaults_reach_the_trainer():
-    e = entry(training={"preset": "weatherbench-t2m-5.625deg", "optimizer": "adamw", "weight_decay": 0.05,
-                        "epochs": 5, "lr": 1e-3, "schedule": "onecycle"})
-    config = _train_config(e, None, "cpu", {})
+def test_catalog_training_defaults_reach_the_trainer(tmp_path, monkeypatch):
+    body = {**ENTRY, "training": {"preset": "weatherbench-t2m-5.625deg", "optimizer": "adamw", "weight_decay": 0.05,
+                                  "epochs": 5, "lr": 1e-3, "schedule": "onecycle"}}
+    monkeypatch.setenv("SIMCAST_CATALOG", str(write_catalog(tmp_path / "cat.yaml", {"t": body})))
+    config = TrainSpec.from_catalog("t", device="cpu").training
     assert (config.optimizer, config.weight_decay, config.epochs, config.lr, config.schedule) == (
         "adamw", 0.05, 5, 1e-3, "onecycle")
-    flagged = _train_config(e, 2, "cpu", {"lr": 0.1, "batch_size": None})
-    assert (flagged.epochs, flagged.lr, flagged.optimizer) == (2, 0.1, "adamw")  # flags win, unset flags do not
+    flagged = TrainSpec.from_catalog("t", epochs=2, lr=0.1, batch_size=None).training
+    assert (flagged.epochs, flagged.lr, flagged.optimizer) == (2, 0.1, "adamw")  # options win, unset ones do not
+    assert flagged.batch_size == 16  # the preset's recipe

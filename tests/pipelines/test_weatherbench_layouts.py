@@ -6,11 +6,11 @@ import pytest
 import xarray as xr
 
 from pipelines import synth
-from pipelines.ingest import ingest
-from pipelines.readers.weatherbench import canonical_longitudes
+
+from pipelines.ingest.readers.weatherbench import canonical_longitudes
 from pipelines.store import open_store
 
-from ..conftest import entry
+from ..conftest import entry, ingest
 
 UK = ((50.0, 58.0), (-10.0, 2.0))
 

@@ -8,8 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_catalog import load_catalog
-from pipelines.ingest import ingest
+
 from pipelines.windows import WindowSpec, Windows, denormalize, normalize, split_windows, window_starts
+
+from ..conftest import ingest
 
 STEP = pd.Timedelta("1h")
 
@@ -39,7 +41,7 @@ def test_windows_never_span_gaps_or_splits(present, split_cuts, t_in, t_out, str
     a, b = sorted(split_cuts)
     in_split = np.zeros(len(times), bool)
     in_split[a:b] = True
-    spec = WindowSpec(t_in, t_out, stride)
+    spec = WindowSpec(input=t_in, output=t_out, stride=stride)
     got = window_starts(times, STEP, in_split, spec)
     assert got.tolist() == brute_force(times, in_split, spec)
     for i in got:
@@ -60,7 +62,7 @@ def era5_store(real_data):
 
 
 def test_sample_counts_per_split(era5_store):
-    w = split_windows(era5_store, WindowSpec(12, 12))
+    w = split_windows(era5_store, WindowSpec(input=12, output=12))
     # 504 / 72 / 168 hourly steps, windows of 24 steps
     assert [len(w[s]) for s in ("train", "validation", "test")] == [504 - 23, 72 - 23, 168 - 23]
     x, y = w["test"].batch(torch.tensor([0, 5]))
@@ -69,8 +71,8 @@ def test_sample_counts_per_split(era5_store):
 
 
 def test_in_memory_and_streamed_samples_are_identical(era5_store):
-    mem = Windows(era5_store, "train", WindowSpec(12, 12), in_memory=True)
-    stream = Windows(era5_store, "train", WindowSpec(12, 12), in_memory=False)
+    mem = Windows(era5_store, "train", WindowSpec(input=12, output=12), in_memory=True)
+    stream = Windows(era5_store, "train", WindowSpec(input=12, output=12), in_memory=False)
     stream._cache.chunk = 50  # force windows across chunk borders
     idx = torch.tensor([0, 1, 37, 199, 480, 250])
     for a, b in zip(mem.batch(idx), stream.batch(idx)):
@@ -78,12 +80,12 @@ def test_in_memory_and_streamed_samples_are_identical(era5_store):
 
 
 def test_normalized_with_training_statistics(era5_store):
-    w = Windows(era5_store, "train", WindowSpec(12, 12))
+    w = Windows(era5_store, "train", WindowSpec(input=12, output=12))
     x, _ = w.batch(torch.arange(len(w)))
     frames = w.ds["data"].sel(time=slice("2019-03-01", "2019-03-21")).values.astype("float64")
     assert abs(float(frames.mean()) - w.stats["mean"][0]) < 1e-6
     assert abs(float(x.mean())) < 0.05  # the training windows are near zero mean in normalized units
-    test = Windows(era5_store, "test", WindowSpec(12, 12))
+    test = Windows(era5_store, "test", WindowSpec(input=12, output=12))
     _, y = test.batch(torch.tensor([3]))
     phys = denormalize(y, test.stats, test.method)
     expected = test.ds["data"].values[test.starts[3] + 12:test.starts[3] + 24]
@@ -99,11 +101,11 @@ def test_time_features_are_extra_input_channels(real_data):
     e = e.model_copy(update={"source": e.source.model_copy(update={
         "pattern": str(real_data / "traffic/NYBike_M14x8_T30_InOut.h5"), "root": "data"})})
     store = ingest(e, progress=False).store
-    w = Windows(store, "train", WindowSpec(4, 4, time_features=True))
+    w = Windows(store, "train", WindowSpec(input=4, output=4, time_features=True))
     x, y = w.batch(torch.tensor([0, 10]))
     assert x.shape == (2, 4, 2 + 4, 14, 8) and y.shape == (2, 4, 2, 14, 8)  # hour and weekday, sin/cos
     assert w.shape == (4, 6, 14, 8)
-    weather = Windows(era5_store_path(real_data), "train", WindowSpec(12, 12, time_features=True))
+    weather = Windows(era5_store_path(real_data), "train", WindowSpec(input=12, output=12, time_features=True))
     assert weather.shape == (12, 1 + 2, 33, 49)  # hour of day only
     hour_sin = x[0, :, 2, 0, 0]
     t = w.times[w.starts[0]:w.starts[0] + 4]

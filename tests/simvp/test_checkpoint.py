@@ -54,7 +54,7 @@ def test_round_trip_with_weights_only(tmp_path, parts):
                         "rng", "digest"}
 
     ckpt = load_checkpoint(path)
-    assert ckpt["meta"] == {**META, "model_config": model.config}
+    assert ckpt["meta"] == {**META, "model_config": model.config.to_dict()}
     assert ckpt["state"]["epoch"] == 3 and ckpt["state"]["best_val_loss"] == 0.25
     rebuilt = model_from_checkpoint(path)
     assert isinstance(rebuilt, simvp.SimVP) and not rebuilt.training

@@ -10,7 +10,7 @@ import simvp
 def _pair(**residual_options):
     torch.manual_seed(0)
     plain = simvp.SimVP(in_shape=(4, 2, 9, 13), hid_S=4, hid_T=8, N_S=2, N_T=2, out_frames=3)
-    residual = simvp.SimVP(**{**plain.config, "residual": True, **residual_options})
+    residual = simvp.SimVP(plain.config, residual=True, **residual_options)
     residual.load_state_dict(plain.state_dict())  # same parameters: the option adds none
     plain.eval(), residual.eval()
     return plain, residual
@@ -21,7 +21,7 @@ def test_residual_adds_the_last_input_frame():
     x = torch.randn(2, 4, 2, 9, 13)
     with torch.no_grad():
         torch.testing.assert_close(residual(x), plain(x) + x[:, -1:])
-    assert residual.config["residual"] is True and simvp.SimVP(**residual.config).residual
+    assert residual.config.residual is True and simvp.SimVP(residual.config).residual
     assert sum(p.numel() for p in residual.parameters()) == sum(p.numel() for p in plain.parameters())
 
 
@@ -31,8 +31,8 @@ def test_residual_lag_adds_the_frame_that_many_steps_before_each_target():
     # inputs are t-3..t and targets t+1..t+3: three steps before them are t-2, t-1, t, i.e. inputs 1, 2, 3
     with torch.no_grad():
         torch.testing.assert_close(residual(x), plain(x) + x[:, 1:4])
-    rebuilt = simvp.SimVP(**residual.config)
-    assert rebuilt.config["residual_lag"] == 3
+    rebuilt = simvp.SimVP(simvp.SimVPConfig.from_dict(residual.config.to_dict()))
+    assert rebuilt.config.residual_lag == 3
     assert residual.state_dict().keys() == plain.state_dict().keys()  # the anchor index is not a weight
 
 

@@ -10,6 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import simvp
+from data_catalog.presets import load_preset
 
 WEATHER = "weatherbench-t2m-5.625deg"
 
@@ -59,7 +60,7 @@ PUBLISHED_GFLOPS = {
 
 def meta_model(preset: str, translator: str) -> torch.nn.Module:
     with torch.device("meta"):
-        return simvp.build(preset, translator)
+        return simvp.SimVP(simvp.SimVPConfig(**load_preset(preset).model, translator=translator))
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -84,7 +85,7 @@ def test_exact_param_counts(preset, translator):
 @pytest.mark.parametrize("preset,translator", sorted(PUBLISHED_GFLOPS))
 def test_flops_match_published(preset, translator):
     model = meta_model(preset, translator).eval()
-    x = torch.empty(1, *model.config["in_shape"], device="meta")
+    x = torch.empty(1, *model.config.in_shape, device="meta")
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
     gmacs = counter.get_total_flops() / 2e9  # torch counts 2 per multiply-accumulate

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 import simvp
+from data_catalog.presets import load_preset, preset_names
 from simvp.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from simvp.schedules import cosine_lr, lr_curve
 from simvp.trainer import (
-    RECIPES, TrainConfig, WindowData, epoch_permutation, evaluate, predict, tau_weight_for, train,
-    training_loss,
+    DeviceError, TrainConfig, WindowData, epoch_permutation, evaluate, predict, resolve_device,
+    seed_everything, tau_weight_for, train, training_loss,
 )
 from simvp.translators import differential_divergence_loss
 
@@ -120,7 +121,7 @@ def test_tiny_run_trains_and_writes_run_files(tmp_path):
     last = load_checkpoint(result.last_path)
     assert last["state"]["epoch"] == 4 and last["state"]["history"] == history
     assert last["meta"]["catalog_entry"] == META["catalog_entry"]
-    assert last["meta"]["model_config"] == model.config
+    assert last["meta"]["model_config"] == model.config.to_dict()
     assert last["meta"]["train_config"]["lr"] == 5e-3
     for name, tensor in model.state_dict().items():  # the model holds the last epoch's weights
         assert torch.equal(last["model"][name], tensor)
@@ -185,18 +186,56 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
 def test_resume_refuses_a_changed_config_and_a_fresh_run_refuses_an_old_folder(tmp_path):
     cfg = config(epochs=2, batch_size=8, max_steps_per_epoch=1)
     train(tiny(), Blobs(16, seed=1), Blobs(4, seed=2), cfg, tmp_path, META, progress=False)
-    with pytest.raises(FileExistsError, match="resume=True"):
+    with pytest.raises(FileExistsError, match=r"holds a previous run \(last\.pt\); resume it or use a new "
+                                              r"run folder") as exc:
         train(tiny(), Blobs(16, seed=1), Blobs(4, seed=2), cfg, tmp_path, META, progress=False)
+    assert "resume=True" not in str(exc.value)
     with pytest.raises(CheckpointError, match=r"last\.pt: cannot resume with a different training "
                                               r"config \(lr=0\.005->0\.001\)"):
         train(tiny(), Blobs(16, seed=1), Blobs(4, seed=2), config(epochs=2, batch_size=8,
               max_steps_per_epoch=1, lr=1e-3), tmp_path, META, resume=True, progress=False)
-    with pytest.raises(CheckpointError, match="metadata differs in normalization"):
+    with pytest.raises(CheckpointError, match=r"other data or another model \(differs in: normalization\)"):
         train(tiny(), Blobs(16, seed=1), Blobs(4, seed=2), cfg, tmp_path,
               {**META, "normalization": {}}, resume=True, progress=False)
     # a new simcast version may resume
     train(tiny(), Blobs(16, seed=1), Blobs(4, seed=2), cfg, tmp_path,
           {**META, "simcast_version": "0.2.0"}, resume=True, progress=False)
+
+
+def test_resume_of_other_data_names_the_data_before_the_config(tmp_path):
+    """Another data set's (or model's) last.pt is refused for that reason, not for its settings."""
+    cfg = config(epochs=2, batch_size=8, max_steps_per_epoch=1)
+    train(tiny(), Blobs(16, seed=1), Blobs(4, seed=2), cfg, tmp_path, META, progress=False)
+    other = {**META, "catalog_entry": {"name": "other"}, "dataset": "other"}
+    with pytest.raises(CheckpointError) as exc:
+        train(tiny(), Blobs(16, seed=1), Blobs(4, seed=2), config(epochs=5, batch_size=8, lr=1e-3),
+              tmp_path, other, resume=True, progress=False)
+    message = str(exc.value)
+    assert message == (f"{tmp_path / 'last.pt'}: cannot resume: the run in {tmp_path} was trained on other "
+                       f"data or another model (differs in: catalog_entry, dataset); use a new run folder")
+    with pytest.raises(CheckpointError, match=r"another model \(differs in: model_config\)"):
+        train(tiny(hid_T=32), Blobs(16, seed=1), Blobs(4, seed=2), config(epochs=5, batch_size=8),
+              tmp_path, META, resume=True, progress=False)
+
+
+def test_seed_everything_fixes_the_initial_weights():
+    def weights(seed):
+        seed_everything(seed)
+        return simvp.SimVP(**TINY, drop_path=0.1).state_dict()
+
+    one, again, two = weights(1), weights(1), weights(2)
+    assert all(torch.equal(one[name], again[name]) for name in one)
+    assert not all(torch.equal(one[name], two[name]) for name in one)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_missing_gpu_is_a_device_error():
+    with pytest.raises(DeviceError, match="^device 'cuda' requested but CUDA is not available on this machine$"):
+        resolve_device("cuda")
+    assert isinstance(DeviceError("x"), ValueError)
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(DeviceError):
+        train(tiny(), Blobs(8, seed=1), Blobs(4, seed=2), config(device="cuda:0"), "run", progress=False)
 
 
 def test_tau_regularizer_is_added_for_the_tau_translator(tmp_path):
@@ -246,22 +285,25 @@ def test_shuffle_depends_only_on_seed_and_epoch():
     assert sorted(epoch_permutation(50, 7, 3).tolist()) == list(range(50))
 
 
+def recipe(name: str, **overrides) -> TrainConfig:
+    return TrainConfig(**{**load_preset(name).training, "recipe": name, **overrides})
+
+
 def test_recipes_follow_the_released_configs():
-    wb = TrainConfig.from_recipe("weatherbench-t2m-5.625deg")
+    wb = recipe("weatherbench-t2m-5.625deg")
     assert (wb.lr, wb.schedule, wb.epochs, wb.batch_size, wb.warmup_epochs) == (5e-3, "cosine", 50, 16, 0)
-    assert TrainConfig.from_recipe("taxibj").epochs == 50
-    tx = TrainConfig.from_recipe("taxibj", epochs=10)
+    assert recipe("taxibj").epochs == 50
+    tx = recipe("taxibj", epochs=10)
     assert (tx.lr, tx.schedule, tx.epochs, tx.batch_size, tx.warmup_epochs) == (5e-4, "cosine", 10, 16, 5)
     assert tx.recipe == "taxibj" and tx.optimizer == "adam" and tx.weight_decay == 0.0
-    assert set(RECIPES) == {"weatherbench-t2m-5.625deg", "taxibj"}
-    with pytest.raises(KeyError, match="unknown recipe"):
-        TrainConfig.from_recipe("nope")
+    assert (tx.min_lr, tx.warmup_lr) == (1e-6, 1e-5)
+    assert {n for n in preset_names() if load_preset(n).training} == {"weatherbench-t2m-5.625deg", "taxibj"}
     with pytest.raises(ValueError, match="warmup_epochs"):
-        TrainConfig.from_recipe("taxibj", epochs=5)
+        recipe("taxibj", epochs=5)
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="sgd")
     with pytest.raises(TypeError):
-        TrainConfig.from_recipe("taxibj", nonsense=1)
+        recipe("taxibj", nonsense=1)
 
 
 def test_cosine_with_warmup_curve():

@@ -12,9 +12,10 @@ import xarray as xr
 
 from data_catalog import DatasetEntry
 
-from .. import cf
-from ..errors import InputError
-from ..timeaxis import check_file_times, order_files, source_codes
+from ... import cf
+from ...errors import InputError
+from ...timeaxis import check_file_times, order_files, source_codes
+from . import register
 
 CHANNELS = ["inflow", "outflow"]
 
@@ -26,8 +27,11 @@ class H5Array:
         self.path, self.name, self.shape, self.dtype, self.ndim = str(path), name, shape, dtype, len(shape)
 
     def __getitem__(self, key):
-        with h5py.File(self.path, "r") as f:
-            return f[self.name][key]
+        try:
+            with h5py.File(self.path, "r") as f:
+                return f[self.name][key]
+        except OSError as e:  # a corrupt compressed chunk: "Can't read data (inflate() failed)"
+            raise InputError(self.path, f"corrupt data in {self.name!r}: {str(e).splitlines()[0]}") from None
 
 
 def decode_slots(path: Path, raw: np.ndarray, step: pd.Timedelta) -> pd.DatetimeIndex:
@@ -91,6 +95,7 @@ def read_holidays(path: Path) -> set[pd.Timestamp]:
     return set(days)
 
 
+@register("taxibj", physical_floor=0.0, weekly_rhythm=True, time_zone="", image_metrics=True)
 def read_taxibj(entry: DatasetEntry, files: dict[str, list[Path]], chunk_frames: int = 1024) -> xr.Dataset:
     paths = sorted({f for fs in files.values() for f in fs})
     opened = {str(p): _open(p, entry) for p in paths}
@@ -103,7 +108,7 @@ def read_taxibj(entry: DatasetEntry, files: dict[str, list[Path]], chunk_frames:
     times = pd.DatetimeIndex(np.concatenate([t.values for _, t in ordered])).as_unit("ns")
     sources = source_codes([(p, len(t)) for p, t in ordered])
     rows, cols = data.shape[2:]
-    attrs = [cf.variable_attrs(c) for c in CHANNELS]
+    attrs = [cf.variable_attrs(v) for v in entry.variables]
     ds = xr.Dataset(
         {"data": (("time", "channel", "y", "x"), data)},
         coords={

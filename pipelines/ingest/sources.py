@@ -6,11 +6,12 @@ import glob
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from data_catalog import DatasetEntry, source_root
+from data_catalog import DatasetEntry
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def find_files(pattern: str, root: Path | None = None) -> list[Path]:
@@ -22,12 +23,12 @@ def find_files(pattern: str, root: Path | None = None) -> list[Path]:
     return files
 
 
-def entry_files(entry: DatasetEntry, source: str | None = None) -> dict[str, list[Path]]:
+def entry_files(entry: DatasetEntry, root: Path, source: str | None = None) -> dict[str, list[Path]]:
     """Source files per variable name; the key '*' holds files shared by all variables.
 
-    With an explicit --source glob every variable is looked for in all the files it matches.
+    root: where the catalog's patterns are relative to. With an explicit source glob every variable is looked
+    for in all the files it matches.
     """
-    root = source_root(entry)
     if source is not None:
         return {"*": find_files(source, Path.cwd())}
     out: dict[str, list[Path]] = {}
@@ -54,3 +55,23 @@ def fingerprint(entry: DatasetEntry, files: list[dict], store_format: int) -> st
     data_fields = entry.model_dump(mode="json", exclude={"training", "description"})
     payload = {"entry": data_fields, "files": files, "format": store_format}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Sources:
+    by_variable: dict[str, list[Path]]  # source files per variable ('*': shared by all)
+    files: list[Path]                   # every data file, sorted
+    holidays: Path | None
+    described: list[dict]               # provenance: path, size, mtime of each file (holidays included)
+    fingerprint: str                    # what the store's contents depend on
+
+
+def find_sources(entry: DatasetEntry, root: Path, source: str | None, store_format: int) -> Sources:
+    """An entry's source files as they are now, and the fingerprint a store built from them carries."""
+    by_variable = entry_files(entry, root, source)
+    files = sorted({f for fs in by_variable.values() for f in fs})
+    holidays = root / entry.holidays if entry.holidays else None
+    if holidays is not None and not holidays.is_file():
+        raise InputError(holidays, "holiday file named in the catalog does not exist")
+    described = describe_files(files + ([holidays] if holidays else []))
+    return Sources(by_variable, files, holidays, described, fingerprint(entry, described, store_format))

@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import __version__, cf
-from .errors import InputError
-from .store import write_atomic
+from .. import __version__, cf
+from ..errors import InputError
+from ..outputs import write_atomic
+from ..timefmt import lead_label
 
 FORECAST_FORMAT = 1
 FORMATS = ("zarr", "netcdf")
@@ -174,6 +175,7 @@ def forecast_dataset(values, init_times, lead_times, store: xr.Dataset, provenan
         "simcast_forecast_format": FORECAST_FORMAT,
         "dataset": sa.get("dataset", ""),
         "kind": sa.get("kind", ""),
+        "properties": sa.get("properties", "{}"),
         "source_store": str(provenance.pop("store", store.encoding.get("source", ""))),
         "checkpoint": str(provenance.pop("checkpoint", "")),
         "simcast_version": __version__,
@@ -246,25 +248,27 @@ def write_forecast(ds: xr.Dataset, out: str | Path, formats=FORMATS, geotiff: bo
     for fmt, target in paths.items():
         enc = _encoding(ds, fmt)
         if fmt == "zarr":
-            write_atomic(target, lambda tmp, enc=enc: ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False,
-                                                                  encoding=enc))
+            write_atomic(target, lambda tmp, enc=enc: _to_zarr(ds, tmp, enc), "forecast")
         else:
             write_atomic(target, lambda tmp, enc=enc: ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4",
-                                                                    encoding=enc))
+                                                                    encoding=enc), "forecast")
         written[fmt] = target
     if geotiff:
-        stem = output_paths(out, ("zarr",))["zarr"].with_suffix("")
-        folder = stem.parent / f"{stem.name}_geotiff"
+        folder = geotiff_folder(out)
         if _write_geotiffs(ds, folder):
             written["geotiff"] = folder
     return written
 
 
-def lead_label(lead) -> str:
-    """`06h` for whole hours, `00h30m` otherwise (used in GeoTIFF and map file names)."""
-    minutes = int(pd.Timedelta(lead).total_seconds() // 60)
-    h, m = divmod(minutes, 60)
-    return f"{h:02d}h" if m == 0 else f"{h:02d}h{m:02d}m"
+def _to_zarr(ds: xr.Dataset, path: Path, encoding: dict) -> None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        ds.to_zarr(path, mode="w-", zarr_format=3, consolidated=True, encoding=encoding)
+
+
+def geotiff_folder(out: str | Path) -> Path:
+    stem = output_paths(out, ("zarr",))["zarr"].with_suffix("")
+    return stem.parent / f"{stem.name}_geotiff"
 
 
 def _write_geotiffs(ds: xr.Dataset, folder: Path) -> bool:
@@ -298,7 +302,7 @@ def _write_geotiffs(ds: xr.Dataset, folder: Path) -> bool:
                 bands.rio.to_raster(tmp / name, tags={"dataset": ds.attrs.get("dataset", ""),
                                                       "init_time": pd.Timestamp(ds["init_time"].values[i]).isoformat()})
 
-    write_atomic(folder, write)
+    write_atomic(folder, write, "geotiff")
     return True
 
 
@@ -313,7 +317,7 @@ def open_forecast(path: str | Path) -> xr.Dataset:
         raise InputError(path, "forecast does not exist; run `simcast forecast` first")
     try:
         if path.is_dir():
-            ds = xr.open_zarr(path, consolidated=False)
+            ds = xr.open_zarr(path)
         else:
             ds = xr.open_dataset(path, engine="netcdf4")
     except Exception as e:

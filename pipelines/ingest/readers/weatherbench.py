@@ -11,9 +11,10 @@ import xarray as xr
 
 from data_catalog import DatasetEntry, Variable
 
-from .. import cf
-from ..errors import InputError
-from ..timeaxis import check_file_times, order_files, source_codes
+from ... import cf
+from ...errors import InputError
+from ...timeaxis import check_file_times, order_files, source_codes
+from . import register
 
 # netCDF-C gives every open variable a chunk cache (64 MB by default): with dozens of yearly files open
 # lazily it holds gigabytes of decompressed chunks. Each chunk is read once here, so a small cache suffices.
@@ -28,11 +29,32 @@ _RENAMES = {"latitude": "lat", "longitude": "lon", "valid_time": "time",
             "pressure_level": "level", "isobaricInhPa": "level", "plev": "level"}
 
 
+def check_classic_complete(path: Path) -> None:
+    """netCDF-C reads the missing tail of a truncated classic (NetCDF3) file as zeros, without an error; scipy's
+    reader maps the file against the sizes its header declares and fails when the data stop short."""
+    with open(path, "rb") as f:
+        if f.read(3) != b"CDF":
+            return  # NetCDF4 (HDF5) files fail to open when truncated
+    import scipy.io
+
+    try:
+        scipy.io.netcdf_file(path, mode="r", mmap=True).close()
+    except Exception:  # noqa: BLE001 - any failure to lay the declared variables over the file
+        size = path.stat().st_size
+        raise InputError(path, f"truncated NetCDF3 file: its {size} bytes end before the data its header "
+                               "declares (an interrupted download or copy?)") from None
+
+
 def _open(path: Path, chunk_frames: int) -> xr.Dataset:
     try:
         ds = xr.open_dataset(path, engine="netcdf4", chunks={}, cache=False)
     except (OSError, ValueError, RuntimeError) as e:
         raise InputError(path, f"not a readable NetCDF file (truncated or corrupt?): {str(e).splitlines()[0]}") from None
+    try:
+        check_classic_complete(path)
+    except BaseException:
+        ds.close()
+        raise
     try:
         return _canonical_names(path, ds, chunk_frames)
     except BaseException:
@@ -122,7 +144,7 @@ def _read_variable(var: Variable, files: list[Path], opened: dict[Path, xr.Datas
     data = xr.concat([by_path[p] for p, _ in ordered], dim="time", coords="minimal", compat="override",
                      join="override", data_vars="all")
     sources = source_codes([(p, len(t)) for p, t in ordered])
-    data.attrs = cf.variable_attrs(var.name, first.attrs)
+    data.attrs = cf.variable_attrs(var, first.attrs)
     return data, sources
 
 
@@ -157,6 +179,7 @@ def _canonical_grid(da: xr.DataArray, entry: DatasetEntry) -> xr.DataArray:
     return da.sortby("lat").sortby("lon")
 
 
+@register("weatherbench", time_zone="UTC")
 def read_weatherbench(entry: DatasetEntry, files: dict[str, list[Path]], chunk_frames: int = 256) -> xr.Dataset:
     """Open all files lazily and join the entry's variables/levels into the canonical dataset.
     Closing the returned dataset closes the files."""

@@ -7,12 +7,15 @@ import xarray as xr
 
 
 def frame_moments(data: xr.DataArray) -> xr.Dataset:
-    """Per (time, channel): count of finite values, mean, sum of squared deviations, min and max (lazy)."""
+    """Per (time, channel): counts of finite and NaN values (the rest are infinite), and the mean, sum of squared
+    deviations, min and max of the finite values (lazy)."""
     space = [d for d in data.dims if d not in ("time", "channel")]
-    x = data.astype("float64")
+    raw = data.astype("float64")
+    x = raw.where(np.isfinite(raw))
     mean = x.mean(space, skipna=True)
     return xr.Dataset({
         "count": x.count(space),
+        "nan": raw.isnull().sum(space),
         "mean": mean,
         "m2": ((x - mean) ** 2).sum(space, skipna=True),
         "min": x.min(space, skipna=True),

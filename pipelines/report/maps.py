@@ -32,12 +32,13 @@ from cartopy.mpl.ticker import LatitudeFormatter, LatitudeLocator, LongitudeForm
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .errors import SimcastError
-from .forecast_io import cell_bounds, forecast_variables, lead_label
+from ..errors import UsageError
+from ..forecast.output import cell_bounds, forecast_variables
+from ..timefmt import format_lead, format_time, lead_label, parse_lead
 
 log = logging.getLogger(__name__)
 
-NATURAL_EARTH_DIR = Path(__file__).resolve().parent / "natural_earth"
+NATURAL_EARTH_DIR = Path(__file__).resolve().parents[1] / "natural_earth"
 PANEL_INCHES = 4.0  # width of one map panel
 DPI = 110
 MAX_DEFAULT_LEADS = 4
@@ -57,7 +58,7 @@ def _configure_cartopy() -> None:
 _configure_cartopy()
 
 
-class ProjectionError(SimcastError, ValueError):
+class ProjectionError(UsageError):
     """An unknown projection name, or one that cannot be built without arguments."""
 
 
@@ -69,11 +70,6 @@ def _projection_classes() -> dict[str, type]:
             and not n.startswith("_")}
 
 
-def projection_names() -> list[str]:
-    """Names accepted by `projection=`: cartopy.crs projection classes."""
-    return sorted(_projection_classes())
-
-
 def get_projection(name: str | ccrs.Projection = "PlateCarree", centre: tuple[float, float] | None = None,
                    regional: bool = False) -> ccrs.Projection:
     """A cartopy projection by class name (case-insensitive), centred on a regional grid where it takes a centre."""
@@ -83,7 +79,7 @@ def get_projection(name: str | ccrs.Projection = "PlateCarree", centre: tuple[fl
     key = str(name).replace("_", "").replace("-", "").replace(" ", "").lower()
     found = {n.lower(): c for n, c in classes.items()}.get(key)
     if found is None:
-        raise ProjectionError(f"unknown projection {name!r}; use a cartopy.crs name such as PlateCarree, Robinson, "
+        raise ProjectionError("projection", f"unknown projection {name!r}; use a cartopy.crs name such as PlateCarree, Robinson, "
                               "LambertConformal, Mollweide, Orthographic, Mercator, EqualEarth")
     params = inspect.signature(found).parameters
     kwargs = {}
@@ -99,7 +95,7 @@ def get_projection(name: str | ccrs.Projection = "PlateCarree", centre: tuple[fl
     try:
         return found(**kwargs)
     except Exception as e:
-        raise ProjectionError(f"projection {found.__name__} cannot be built with defaults ({e}); pass a "
+        raise ProjectionError("projection", f"projection {found.__name__} cannot be built with defaults ({e}); pass a "
                               f"cartopy.crs instance instead") from None
 
 
@@ -210,18 +206,6 @@ def _cmap_for(attrs: dict, name: str) -> tuple[str, bool]:
     return _CMAPS.get(std, "viridis"), False
 
 
-def format_lead(lead) -> str:
-    minutes = int(pd.Timedelta(lead).total_seconds() // 60)
-    h, m = divmod(minutes, 60)
-    if h and m:
-        return f"+{h} h {m} min"
-    return f"+{h} h" if h else f"+{m} min"
-
-
-def _fmt_time(t, utc: bool) -> str:
-    return pd.Timestamp(t).strftime("%Y-%m-%d %H:%M") + (" UTC" if utc else "")
-
-
 def _units_label(attrs: dict) -> str:
     u = attrs.get("units", "")
     return f" [{u}]" if u else ""
@@ -246,12 +230,6 @@ def _truth_frame(truth: xr.Dataset | None, var: str, when, shape) -> np.ndarray 
 
 # ---- leads ---------------------------------------------------------------------------------------
 
-def _as_timedelta(lead) -> pd.Timedelta:
-    if isinstance(lead, (int, float, np.integer, np.floating)) and not isinstance(lead, bool):
-        return pd.Timedelta(hours=float(lead))  # plain numbers are hours (0.5 = 30 min)
-    return pd.Timedelta(lead)
-
-
 def select_leads(forecast: xr.Dataset, leads=None) -> list[int]:
     """Indices of the chosen lead times. None: up to four spread from the first to the last lead."""
     available = pd.TimedeltaIndex(forecast["lead_time"].values)
@@ -262,11 +240,11 @@ def select_leads(forecast: xr.Dataset, leads=None) -> list[int]:
         leads = [leads]
     out = []
     for lead in leads:
-        td = _as_timedelta(lead)
+        td = parse_lead(lead, "leads")
         hits = np.flatnonzero(available == td)
         if hits.size == 0:
             shown = ", ".join(format_lead(a) for a in available[:12]) + (" ..." if len(available) > 12 else "")
-            raise ValueError(f"lead time {format_lead(td)} is not in the forecast (it has {shown})")
+            raise UsageError("leads", f"lead time {format_lead(td)} is not in the forecast (it has {shown})")
         out.append(int(hits[0]))
     return out
 
@@ -378,10 +356,10 @@ def render_forecast_map(forecast: xr.Dataset, var: str, lead_index: int, out_png
 
     panels = []  # (title, field, kind)
     if obs is not None:
-        panels.append((f"Observed at init\n{_fmt_time(init, False)}", obs, "value"))
-    panels.append((f"Forecast {format_lead(lead)}\nvalid {_fmt_time(valid, False)}", fc, "value"))
+        panels.append((f"Observed at init\n{format_time(init)}", obs, "value"))
+    panels.append((f"Forecast {format_lead(lead)}\nvalid {format_time(valid)}", fc, "value"))
     if tru is not None:
-        panels.append((f"Truth\n{_fmt_time(valid, False)}", tru, "value"))
+        panels.append((f"Truth\n{format_time(valid)}", tru, "value"))
         err = fc - tru
         rmse = float(np.sqrt(np.nanmean(err**2)))
         bias = float(np.nanmean(err))
@@ -434,12 +412,12 @@ def render_forecast_map(forecast: xr.Dataset, var: str, lead_index: int, out_png
         cb.set_label(labels[kind], fontsize=9, labelpad=2)
         cb.ax.tick_params(labelsize=8)
 
-    utc = forecast.attrs.get("kind") == "weatherbench"
+    zone = json.loads(forecast.attrs.get("properties", "{}")).get("time_zone", "")
     long_name = attrs.get("long_name", var)
     name = long_name if long_name.lower().startswith(var.lower()) else f"{long_name} ({var})"
     dataset = forecast.attrs.get("dataset", "")
     fig.suptitle(f"{name}{_units_label(attrs)}  \u2013  {dataset}\n"
-                 f"init {_fmt_time(init, utc)}   lead {format_lead(lead)}   valid {_fmt_time(valid, utc)}",
+                 f"init {format_time(init, zone)}   lead {format_lead(lead)}   valid {format_time(valid, zone)}",
                  fontsize=11, y=1 - 0.08 / height, va="top")
     if notes:
         fig.text(0.5, 0.06 / height, "; ".join(notes), fontsize=7, color="0.35", ha="center", va="bottom")
@@ -469,7 +447,7 @@ def render_forecast_maps(forecast: xr.Dataset, out_dir: str | Path, truth: xr.Da
         variables = [variables] if isinstance(variables, str) else list(variables)
         unknown = [v for v in variables if v not in names]
         if unknown:
-            raise ValueError(f"variable(s) {unknown} not in the forecast (it has {names})")
+            raise UsageError("variables", f"{unknown} not in the forecast (it has {names})")
         names = variables
     lead_idx = select_leads(forecast, leads)
     if init_index < -forecast.sizes["init_time"] or init_index >= forecast.sizes["init_time"]:

@@ -8,8 +8,8 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from .timeaxis import ns
-from .windows import FrameCache, Windows
+from ..timeaxis import ns
+from ..windows import FrameCache, Windows
 
 DAY = pd.Timedelta(days=1)
 

@@ -1,0 +1,309 @@
+"""Ingest: raw files -> validated, canonical, checksummed Zarr store with training-period statistics.
+
+    result = pipelines.ingest.run(IngestSpec.from_catalog("era5-uk-t2m"))
+
+Two lazy passes over the data, both streamed by dask in bounded memory: one computes per-frame moments (counts of
+NaN and infinite values, statistics, value ranges), the other writes the store. Everything is checked before
+anything is written; the store is built beside its target and swapped in atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dask
+import numpy as np
+import pandas as pd
+import xarray as xr
+from zarr.codecs import BloscCodec, Crc32cCodec
+
+from data_catalog import DatasetEntry
+
+from .. import __version__, cf
+from ..errors import InputError, OutputError
+from ..outputs import claim, ensure_writable, recover_interrupted, write_atomic
+from ..specs import IngestSpec
+from ..store import STORE_FORMAT, read_attrs
+from ..timefmt import format_step, iso_minutes
+from ..timeaxis import data_step, find_gaps, missing_ranges, on_step_grid, resolve_splits, split_mask
+from .readers import reader_for
+from .readers.taxibj import read_holidays
+from .sources import Sources, find_sources
+from .stats import combine_moments, frame_moments
+
+CHUNK_BYTES = 2 * 2**20  # uncompressed bytes per chunk: small enough for cheap random window reads
+COMPRESSORS = (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), Crc32cCodec())
+
+
+@dataclass
+class IngestResult:
+    store: Path
+    skipped: bool
+    summary: dict = field(default_factory=dict)
+
+
+def time_chunk(frame_bytes: int, window_length: int, n_times: int) -> int:
+    """Frames per chunk: about CHUNK_BYTES, never fewer than a window, so a window touches at most two chunks."""
+    return max(1, min(n_times, max(window_length, CHUNK_BYTES // max(frame_bytes, 1))))
+
+
+def run(spec: IngestSpec, progress: bool = True) -> IngestResult:
+    """Build (or confirm current) the store of a catalog entry. Returns the store path and a summary."""
+    target = spec.store
+    claim(target, "store")
+    existing = read_attrs(target)
+    if existing is not None and existing.get("dataset") != spec.dataset:
+        raise OutputError(target, f"holds data set {existing.get('dataset')!r}, not {spec.dataset!r}; simcast "
+                                  "does not replace one data set's store with another's: choose another --store")
+    ensure_writable(target.parent)
+    sources = find_sources(spec.entry, spec.source_root, spec.source, STORE_FORMAT)
+    recover_interrupted(target)
+    existing = read_attrs(target)
+    if existing is not None and existing.get("fingerprint") == sources.fingerprint and not spec.force:
+        return IngestResult(target, skipped=True, summary=json.loads(existing["summary"]))
+    reader = reader_for(spec.entry)
+    with reader.read(spec.entry, sources.by_variable) as raw:
+        return _ingest(spec, raw, sources, reader.properties(spec.entry), progress)
+
+
+@contextlib.contextmanager
+def _cluster(address: str | None):
+    if not address:
+        yield
+        return
+    from distributed import Client
+
+    from .readers.weatherbench import limit_netcdf_cache
+
+    with Client(address) as client:
+        client.run(limit_netcdf_cache)
+        yield
+
+
+def _computing(progress: bool, address: str | None):
+    """A dask progress bar around a computation (not around cheap metadata reads, which it would slow)."""
+    if progress and not address:
+        from dask.diagnostics import ProgressBar
+
+        return ProgressBar(minimum=1.0, dt=0.5)
+    return contextlib.nullcontext()
+
+
+def _resample_to_step(ds: xr.Dataset, entry: DatasetEntry) -> xr.Dataset:
+    times = pd.DatetimeIndex(ds["time"].values)
+    step = data_step(times)
+    if step is None or step == entry.step:
+        return ds
+    files = ds.attrs["source_files"]
+    if step > entry.step or entry.step % step:
+        raise InputError(files[0], f"time step of the files is {format_step(step)}; catalog entry {entry.name!r} "
+                                   f"expects {entry.time_step} (a whole multiple of the files' step can be subsampled)")
+    return ds.isel(time=on_step_grid(times, entry.step))
+
+
+def _check_grid(ds: xr.Dataset, entry: DatasetEntry) -> None:
+    shape = tuple(ds["data"].shape[2:])
+    if entry.grid is not None and shape != tuple(entry.grid):
+        raise InputError(ds.attrs["source_files"][0], f"grid is {shape[0]}x{shape[1]}; catalog entry "
+                                                      f"{entry.name!r} expects {entry.grid[0]}x{entry.grid[1]}")
+
+
+def _source_of(ds: xr.Dataset, t: int) -> str:
+    return ds.attrs["source_files"][int(ds["source"].values[t])]
+
+
+def _bad_times(moments: xr.Dataset, ds: xr.Dataset, entry: DatasetEntry) -> np.ndarray:
+    """Mask of times with a NaN or infinite value; an error when the entry does not allow gaps."""
+    n_space = int(np.prod(ds["data"].shape[2:]))
+    nan = moments["nan"].values  # (time, channel)
+    inf = n_space - moments["count"].values - nan
+    bad = (nan + inf).sum(axis=1) > 0
+    if bad.any() and entry.gaps == "error":
+        t_idx = np.flatnonzero(bad)
+        c_idx = int(np.flatnonzero((nan + inf)[t_idx[0]])[0])
+        kinds = " and ".join(k for k, n in (("NaN", nan.sum()), ("infinite", inf.sum())) if n)
+        raise InputError(_source_of(ds, t_idx[0]),
+                         f"{int(nan.sum() + inf.sum())} {kinds} values in {str(ds['channel'].values[c_idx])!r} at "
+                         f"{t_idx.size} times ({iso_minutes(ds['time'].values[t_idx[0]])} .. "
+                         f"{iso_minutes(ds['time'].values[t_idx[-1]])}); set gaps: record to skip those times")
+    return bad
+
+
+def _check_ranges(moments: xr.Dataset, ds: xr.Dataset, entry: DatasetEntry) -> None:
+    """Values outside a variable's valid range (the catalog's, or the known physical one) are refused."""
+    variables = {v.name: v for v in entry.variables}
+    for c, channel in enumerate(ds["channel"].values):
+        var = variables[str(ds["variable"].values[c])]
+        units = str(ds["units"].values[c])
+        bounds = cf.valid_range(var, units)
+        if bounds is None:
+            continue
+        lo, hi = bounds
+        low = moments["min"].values[:, c]
+        high = moments["max"].values[:, c]
+        for side, limit, values, outside in (("below", lo, low, lambda v, b: v < b),
+                                             ("above", hi, high, lambda v, b: v > b)):
+            if limit is None:
+                continue
+            hits = np.flatnonzero(outside(values, limit))
+            if hits.size:
+                t = int(hits[0])
+                rng = f"[{'' if lo is None else f'{lo:g}'}, {'' if hi is None else f'{hi:g}'}]"
+                raise InputError(_source_of(ds, t),
+                                 f"{str(channel)!r} has values {side} its valid range {rng} {units} at {hits.size} "
+                                 f"times (first {iso_minutes(ds['time'].values[t])}: {values[t]:g}); fix the file, "
+                                 f"or set valid_range for {var.name!r} in the catalog")
+
+
+def _drop_incomplete_days(times: pd.DatetimeIndex, keep: np.ndarray, step: pd.Timedelta) -> np.ndarray:
+    """DeepST's policy: a day missing any slot is dropped whole."""
+    per_day = pd.Timedelta(days=1) // step
+    days = times.normalize()
+    counts = pd.Series(keep.astype(int), index=days).groupby(level=0).sum()
+    complete = counts[counts == per_day].index
+    return keep & np.asarray(days.isin(complete))
+
+
+def _provenance(spec: IngestSpec, sources: Sources) -> dict:
+    return {
+        "source_files": sources.described,
+        "catalog": str(spec.catalog),
+        "simcast_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _build(ds: xr.Dataset, spec: IngestSpec, sources: Sources, keep: np.ndarray, splits: dict, stats: xr.Dataset,
+           attrs: dict) -> xr.Dataset:
+    out = ds.isel(time=keep).drop_vars("source")
+    out.attrs = {}
+    times = pd.DatetimeIndex(out["time"].values)
+    for name in ("mean", "std", "min", "max"):
+        out[f"stat_{name}"] = stats[name].astype("float64")
+        out[f"stat_{name}"].attrs = {"long_name": f"training-period {name} per channel"}
+    out["stat_count"] = stats["count"]
+    if sources.holidays is not None:
+        holidays = read_holidays(sources.holidays)
+        out["holiday"] = ("time", np.asarray(times.normalize().isin(list(holidays)), dtype="int8"))
+        out["holiday"].attrs = {"long_name": "1 on public holidays", "source": spec.entry.holidays}
+    for name, (start, end) in splits.items():
+        out[f"in_{name}"] = ("time", split_mask(times, (start, end)).astype("int8"))
+    out["time"].attrs = dict(cf.TIME)
+    if "lat" in out.coords:
+        out["lat"].attrs = dict(cf.LAT)
+        out["lon"].attrs = dict(cf.LON)
+    if out.sizes["channel"] == 1:
+        out["data"].attrs = {k: str(out[k].values[0]) for k in ("units", "standard_name", "long_name")
+                             if str(out[k].values[0])}
+    out.attrs = attrs
+    return out
+
+
+def _ingest(spec: IngestSpec, ds: xr.Dataset, sources: Sources, properties: dict, progress: bool) -> IngestResult:
+    entry, target = spec.entry, spec.store
+    ds = _resample_to_step(ds, entry)
+    _check_grid(ds, entry)
+    times = pd.DatetimeIndex(ds["time"].values)
+    codes = ds["source"].values
+    gaps = find_gaps(times, pd.Categorical.from_codes(codes, ds.attrs["source_files"]), entry.step)
+    if gaps and entry.gaps == "error":
+        g = gaps[0]
+        raise InputError(g.after_source, f"gap in time: {g.count} missing {entry.time_step} steps "
+                                         f"{g.as_pair()[0]} .. {g.as_pair()[1]} ({len(gaps)} gaps in all; "
+                                         f"set gaps: record to allow)")
+
+    with _cluster(spec.dask_address):
+        if progress:
+            print(f"checking {len(sources.files)} files, {len(times)} time steps")
+        with _computing(progress, spec.dask_address):
+            (moments,) = dask.compute(frame_moments(ds["data"]))
+        keep = ~_bad_times(moments, ds, entry)
+        _check_ranges(moments.isel(time=np.flatnonzero(keep)), ds.isel(time=np.flatnonzero(keep)), entry)
+        if entry.incomplete_days == "drop":
+            keep = _drop_incomplete_days(times, keep, entry.step)
+        kept = times[keep]
+        if len(kept) == 0:
+            raise InputError(sources.files[0], "no valid time steps left after removing gaps and NaNs")
+        splits = resolve_splits(entry, kept)
+        train = split_mask(kept, splits["train"])
+        if not train.any():
+            s, e = (iso_minutes(t) for t in splits["train"])
+            raise InputError(sources.files[0], f"no data in the training period {s} .. {e} (files cover "
+                                               f"{iso_minutes(kept[0])} .. {iso_minutes(kept[-1])})")
+        stats = combine_moments(moments.isel(time=np.flatnonzero(keep)[train]))
+        missing = missing_ranges(kept, entry.step)
+
+        summary = _summary(entry, ds, kept, splits, missing, stats, target)
+        attrs = {
+            "simcast_format": STORE_FORMAT,
+            "Conventions": "CF-1.8",
+            "title": f"simcast store for {entry.name}",
+            "dataset": entry.name,
+            "kind": entry.kind,
+            "properties": json.dumps(properties),
+            "time_step": entry.time_step,
+            "normalization": entry.normalization,
+            "splits": json.dumps({k: [a.isoformat(), b.isoformat()] for k, (a, b) in splits.items()}),
+            "window": json.dumps(entry.window.model_dump()),
+            "missing_times": json.dumps([g.as_pair() for g in missing]),
+            "missing_count": int(sum(g.count for g in missing)),
+            "extent": json.dumps(entry.extent.model_dump(mode="json") if entry.extent else None),
+            "catalog_entry": json.dumps(entry.model_dump(mode="json")),
+            "provenance": json.dumps(_provenance(spec, sources)),
+            "fingerprint": sources.fingerprint,
+            "summary": json.dumps(summary),
+        }
+        out = _build(ds, spec, sources, keep, splits, stats, attrs)
+        frame_bytes = 4 * int(np.prod(out["data"].shape[1:]))
+        tc = time_chunk(frame_bytes, entry.window.length, out.sizes["time"])
+        out = out.chunk({d: (tc if d == "time" else -1) for d in out.dims})
+        for name in ("channel", "variable", "units", "standard_name", "long_name"):
+            # variable-length strings: Zarr v3 has a spec for them, not for fixed-width numpy unicode
+            out[name] = (out[name].dims, np.asarray(out[name].values, dtype=object), out[name].attrs)
+        encoding = {name: {"compressors": COMPRESSORS} for name in out.variables}
+        encoding["data"]["chunks"] = (tc, *out["data"].shape[1:])
+        if progress:
+            print(f"writing {target} ({out.sizes['time']} steps, {tc} per chunk)")
+
+        def write(tmp: Path) -> None:
+            with _computing(progress, spec.dask_address):
+                write_store(out, tmp, encoding)
+
+        write_atomic(target, write, "store")
+    return IngestResult(target, skipped=False, summary=summary)
+
+
+def write_store(ds: xr.Dataset, path: Path, encoding: dict) -> None:
+    """Every chunk written (also those of fill values only: a missing chunk then means damage), every chunk
+    checksummed, metadata consolidated."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        ds.to_zarr(path, mode="w-", zarr_format=3, consolidated=True, write_empty_chunks=True, encoding=encoding)
+
+
+def _summary(entry, ds, kept, splits, missing, stats, target) -> dict:
+    counts = {k: int(split_mask(kept, v).sum()) for k, v in splits.items()}
+    return {
+        "dataset": entry.name,
+        "store": str(target),
+        "time_steps": int(len(kept)),
+        "start": iso_minutes(kept[0]),
+        "end": iso_minutes(kept[-1]),
+        "time_step": entry.time_step,
+        "channels": [str(c) for c in ds["channel"].values],
+        "grid": [int(n) for n in ds["data"].shape[2:]],
+        "dims": list(ds["data"].dims),
+        "missing_steps": int(sum(g.count for g in missing)),
+        "gaps": len(missing),
+        "split_steps": counts,
+        "splits": {k: [iso_minutes(a), iso_minutes(b)] for k, (a, b) in splits.items()},
+        "stats": {str(c): {k: float(stats[k].sel(channel=c)) for k in ("mean", "std", "min", "max")}
+                  for c in ds["channel"].values},
+        "units": {str(c): str(u) for c, u in zip(ds["channel"].values, ds["units"].values)},
+    }

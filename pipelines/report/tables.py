@@ -1,0 +1,69 @@
+"""The metrics table: the model next to the baselines, best marked; one for the terminal, HTML, Markdown and
+Prefect artifacts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+TABLE_METRICS = ("rmse", "rmse_weighted", "mae", "mae_weighted", "bias", "acc", "mse_paper", "mae_paper", "ssim",
+                 "psnr")
+METRIC_NAMES = {"rmse": "RMSE", "rmse_weighted": "RMSE (lat-weighted)", "mae": "MAE",
+                "mae_weighted": "MAE (lat-weighted)", "bias": "bias", "acc": "ACC", "mse_paper": "MSE (paper)",
+                "mae_paper": "MAE (paper)", "ssim": "SSIM", "psnr": "PSNR"}
+IN_UNITS = {"rmse", "rmse_weighted", "mae", "mae_weighted", "bias"}  # the others are unitless or on [0, 1] data
+FORECASTER_ORDER = ("model", "persistence", "previous_day", "climatology")
+_HIGHER_IS_BETTER = {"acc", "ssim", "psnr"}
+
+
+def _number(v) -> float | None:
+    """A metric value as a float: JSON null -> None, "inf" (how metrics.json writes infinity) -> inf."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
+def _forecasters(metrics: dict) -> list[str]:
+    names = [k for k, v in metrics.items() if isinstance(v, dict) and (
+        any(_number(v.get(m)) is not None for m in TABLE_METRICS) or isinstance(v.get("by_lead"), dict))]
+    return sorted(names, key=lambda n: (FORECASTER_ORDER.index(n) if n in FORECASTER_ORDER else 99, n))
+
+
+def metrics_table(metrics: dict, units: str = "") -> tuple[list[str], list[list[str]]]:
+    """Header and rows (model next to baselines) of the overall metrics present; the best value(s) in each
+    column are marked with a trailing '*'. units: of the data (from metrics["units"] when not given)."""
+    names = _forecasters(metrics)
+    cols = [m for m in TABLE_METRICS if any(_number(metrics[n].get(m)) is not None for n in names)]
+    units = units or _units(metrics, names)
+    header = ["forecaster"] + [METRIC_NAMES[m] + (f" [{units}]" if units and m in IN_UNITS else "") for m in cols]
+    best = {}
+    for m in cols:
+        vals = {n: _number(metrics[n].get(m)) for n in names}
+        vals = {n: v for n, v in vals.items() if v is not None and not np.isnan(v)}
+        score = {n: (v if m in _HIGHER_IS_BETTER else -abs(v)) for n, v in vals.items()}
+        top = {n for n, v in score.items() if v == max(score.values(), default=None)}
+        if len(vals) > 1 and len(top) < len(vals):  # all equal: nothing to point out
+            best[m] = top
+    rows = []
+    for n in names:
+        row = [n.replace("_", " ")]
+        for m in cols:
+            v = _number(metrics[n].get(m))
+            row.append("" if v is None else f"{v:.4g}" + ("*" if n in best.get(m, ()) else ""))
+        rows.append(row)
+    return header, rows
+
+
+def _units(metrics: dict, names: list[str]) -> str:
+    for u in [metrics.get("units")] + [metrics[n].get("units") for n in names]:
+        if isinstance(u, str) and u:
+            return u
+        if isinstance(u, dict) and len(set(u.values())) == 1:
+            return str(next(iter(u.values())))
+    return ""
