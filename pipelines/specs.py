@@ -282,18 +282,15 @@ def _default_run_dir(settings: Settings, dataset: str, resume: bool) -> Path:
 
 # ---- evaluate -----------------------------------------------------------------------------------------
 
-class EvaluateSpec(Spec):
-    stage: ClassVar[str] = "evaluate"
+class _ModelStage(Spec):
+    """Fields of the stages that run a trained model on a store (evaluate, forecast)."""
 
     dataset: str = option(help="catalog entry", positional=True)
-    checkpoint: Path = option(help="checkpoint (best.pt) to score")
+    checkpoint: Path = option(help="checkpoint (best.pt of a run)")
     store: Path = option(help="store (default: the catalog's)")
-    split: Literal["test", "validation", "train"] = option("test", help="split to score on")
-    out: Path = option(help="folder for the scores (default: eval-SPLIT beside the checkpoint)")
     device: str = option("auto", help="auto | cpu | cuda[:N]")
-    batch_size: int = option(64, help="samples per batch", ge=1)
-    lead_hours: float | None = option(None, help="horizon to score; beyond the trained one by rollout as in a "
-                                                 "forecast (default: the trained horizon)")
+    lead_hours: float | None = option(None, help="horizon in hours; beyond the trained one by rollout "
+                                                 "(default: the trained horizon)")
 
     @field_validator("device")
     @classmethod
@@ -304,6 +301,14 @@ class EvaluateSpec(Spec):
     @classmethod
     def _lead(cls, v):
         return None if v is None else parse_hours(v, "lead_hours")
+
+
+class EvaluateSpec(_ModelStage):
+    stage: ClassVar[str] = "evaluate"
+
+    split: Literal["test", "validation", "train"] = option("test", help="split to score on")
+    out: Path = option(help="folder for the scores (default: eval-SPLIT beside the checkpoint)")
+    batch_size: int = option(64, help="samples per batch", ge=1)
 
     @classmethod
     def from_catalog(cls, dataset: str, settings: Settings | None = None, **overrides) -> "EvaluateSpec":
@@ -336,29 +341,14 @@ def parse_init_time(text: str, option: str = "init_times") -> tuple:
     return start, end, every
 
 
-class ForecastSpec(Spec):
+class ForecastSpec(_ModelStage):
     stage: ClassVar[str] = "forecast"
 
-    dataset: str = option(help="catalog entry", positional=True)
-    checkpoint: Path = option(help="checkpoint to forecast with")
     out: Path = option(help="output path stem: writes OUT.zarr and OUT.nc")
-    store: Path = option(help="store (default: the catalog's)")
     init_times: list[str] = option([], help="init time (the last observed frame), or start/end/every for a "
                                             "hindcast; repeatable; default: the latest time in the store",
                                    flag="--init-time", repeatable=True)
-    lead_hours: float | None = option(None, help="horizon in hours; beyond the trained one by rollout")
-    device: str = option("auto", help="auto | cpu | cuda[:N]")
     geotiff: bool = option(False, help="also one GeoTIFF per lead time")
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v):
-        return _device_name(v)
-
-    @field_validator("lead_hours")
-    @classmethod
-    def _lead(cls, v):
-        return None if v is None else parse_hours(v, "lead_hours")
 
     @field_validator("init_times")
     @classmethod
