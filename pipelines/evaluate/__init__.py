@@ -151,19 +151,8 @@ def run(spec: EvaluateSpec, progress: bool = True) -> tuple[dict, dict, dict[str
     info.update({"dataset": spec.dataset, "checkpoint": str(spec.checkpoint), "store": str(spec.store),
                  "best_epoch": ckpt.get("state", {}).get("best_epoch"), "trained_output": trained.output,
                  "rollout": steps > trained.output})
+    hours = pd.Timedelta(ds.attrs["time_step"]).total_seconds() / 3600
+    for result in metrics.values():  # each forecaster's series carries its lead times (plots, tables, reports)
+        result["lead_hours"] = [round((k + 1) * hours, 6) for k in range(steps)]
+        result["trained_hours"] = round(trained.output * hours, 6)
     return metrics, info, write_metrics(metrics, info, spec.out)
-
-
-def behind_baselines(metrics: dict, metric: str) -> dict[str, list[int]]:
-    """Lead indices (0-based) at which the model scores worse than each baseline on `metric` (lower is better)."""
-    model = metrics.get("model", {}).get("by_lead", {}).get(metric)
-    if model is None:
-        return {}
-    out = {}
-    for name, result in metrics.items():
-        series = result.get("by_lead", {}).get(metric) if isinstance(result, dict) and name != "model" else None
-        if series is not None:
-            worse = [i for i, (m, b) in enumerate(zip(model, series))
-                     if m is not None and b is not None and float(m) > float(b)]
-            out[name] = worse
-    return out

@@ -31,7 +31,7 @@ from ..store import open_store, reading
 from ..timefmt import format_lead, format_time, lead_label, parse_lead
 from .html import _html, _markdown
 from .maps import lead_metrics_plot, metric_forecasters, render_forecast_maps
-from .tables import IN_UNITS, METRIC_NAMES, _forecasters, _units, metrics_table
+from .tables import IN_UNITS, METRIC_NAMES, _forecasters, _units, behind_baselines, metrics_table
 
 
 # ---- content -------------------------------------------------------------------------------------
@@ -69,6 +69,33 @@ def provenance_rows(fc: xr.Dataset, forecast_path: Path, truth_path: str) -> lis
                 "geospatial_lon_max"}
     rows += [(k, str(v)) for k, v in a.items() if k not in standard]
     return [(k, v) for k, v in rows if v != ""]
+
+
+def _lead_ranges(hours: list[float]) -> str:
+    """[1, 2, 3, 7] -> '+1 h to +3 h, +7 h' (consecutive leads joined)."""
+    def text(h):
+        return format_lead(pd.Timedelta(hours=h))
+    runs, start = [], 0
+    for i in range(1, len(hours) + 1):
+        if i == len(hours) or i - start != round((hours[i] - hours[start]) / (hours[1] - hours[0])):
+            runs.append(text(hours[start]) if i - 1 == start else f"{text(hours[start])} to {text(hours[i - 1])}")
+            start = i
+    return ", ".join(runs)
+
+
+def skill_summary(metrics: dict, metric: str, lead_hours: list[float]) -> list[str]:
+    """Plain sentences: at which leads the model is behind each baseline on `metric` (or ahead at every lead)."""
+    label = METRIC_NAMES.get(metric, metric)
+    out = []
+    for name, worse in behind_baselines(metrics, metric).items():
+        who = {"previous_day": "the previous day"}.get(name, name.replace("_", " "))
+        if not worse:
+            out.append(f"The model beats {who} at every lead ({label}).")
+        else:
+            leads = [lead_hours[i] for i in worse if i < len(lead_hours)]
+            share = "every lead" if len(worse) == len(lead_hours) else _lead_ranges(leads)
+            out.append(f"The model is behind {who} at {share} ({label}).")
+    return out
 
 
 # ---- writers -------------------------------------------------------------------------------------
@@ -149,24 +176,28 @@ def _write_report(fc, fc_label, out_dir, truth_store, metrics, projection, leads
             valid = pd.Timestamp(init) + pd.Timedelta(lead)
             maps.append((f"{var}: lead {format_lead(lead)}, init {_fmt_time(init, zone)}, valid "
                          f"{_fmt_time(valid, zone)}", f"maps/{p.name}"))
-        metrics_png, table = None, None
+        metrics_png, table, skill = None, None, []
         if metrics:
             units = _units(metrics, _forecasters(metrics)) or _forecast_units(fc)
             table = metrics_table(metrics, units)
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
-            for metric in ("rmse", "rmse_weighted", "mae"):
+            for metric in ("rmse_weighted", "rmse", "mae"):
                 names = metric_forecasters(metrics, metric)
                 if names:
-                    n = len(metrics[names[0]]["by_lead"][metric])
-                    hours = np.arange(1, n + 1) * step.total_seconds() / 3600
+                    first = metrics[names[0]]
+                    n = len(first["by_lead"][metric])
+                    hours = first.get("lead_hours") or list(np.arange(1, n + 1) * step.total_seconds() / 3600)
                     lead_metrics_plot(metrics, tmp / f"metrics_{metric}.png", metric=metric, lead_hours=hours,
                                       units=units if metric in IN_UNITS else "",
                                       title=f"{METRIC_NAMES[metric]} by lead time: {fc.attrs.get('dataset', '')}")
                     metrics_png = f"metrics_{metric}.png"
+                    skill = skill_summary(metrics, metric, hours)
                     break
         prov = provenance_rows(fc, Path(fc_label), truth_label)
-        (tmp / "report.html").write_text(_html(title, prov, table, metrics_png, maps, notes), encoding="utf-8")
-        (tmp / "report.md").write_text(_markdown(title, prov, table, metrics_png, maps, notes), encoding="utf-8")
+        (tmp / "report.html").write_text(_html(title, prov, table, metrics_png, maps, notes, skill),
+                                         encoding="utf-8")
+        (tmp / "report.md").write_text(_markdown(title, prov, table, metrics_png, maps, notes, skill),
+                                       encoding="utf-8")
         result.update(maps=[out_dir / rel for _, rel in maps],
                       metrics_plot=(out_dir / metrics_png) if metrics_png else None)
 

@@ -15,7 +15,8 @@ figure{margin:1em 0} figure img{max-width:100%;border:1px solid #ddd} figcaption
 """
 
 
-def _html(title: str, prov, table, metrics_png: str | None, maps: list[tuple[str, str]], notes: list[str]) -> str:
+def _html(title: str, prov, table, metrics_png: str | None, maps: list[tuple[str, str]], notes: list[str],
+          skill: list[str] = ()) -> str:
     e = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{e(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
@@ -34,6 +35,8 @@ def _html(title: str, prov, table, metrics_png: str | None, maps: list[tuple[str
             out.append("<tr>" + "".join(cells) + "</tr>")
         out.append('</table><p class="note">Bold: best in its column. Metrics in physical units over the '
                    "evaluation period.</p>")
+    if skill:
+        out.append("<ul>" + "".join(f"<li>{e(s)}</li>" for s in skill) + "</ul>")
     if metrics_png:
         out.append(f'<figure><a href="{e(metrics_png)}"><img src="{e(metrics_png)}" alt="metrics by lead time">'
                    "</a><figcaption>Metric by lead time, model and baselines.</figcaption></figure>")
@@ -51,7 +54,8 @@ def _md_cell(s: str) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
-def _markdown(title: str, prov, table, metrics_png: str | None, maps: list[tuple[str, str]], notes) -> str:
+def _markdown(title: str, prov, table, metrics_png: str | None, maps: list[tuple[str, str]], notes,
+              skill: list[str] = ()) -> str:
     out = [f"# {title}", ""]
     out += [f"_{n}_" for n in notes] + ([""] if notes else [])
     out += ["## Provenance", "", "| | |", "| --- | --- |"]
@@ -64,6 +68,8 @@ def _markdown(title: str, prov, table, metrics_png: str | None, maps: list[tuple
             cells = [_md_cell(row[0])] + [f"**{c[:-1]}**" if c.endswith("*") else c for c in row[1:]]
             out.append("| " + " | ".join(cells) + " |")
         out += ["", "Bold: best in its column."]
+    if skill:
+        out += [""] + [f"- {s}" for s in skill]
     if metrics_png:
         out += ["", f"![metrics by lead time]({metrics_png})"]
     out += ["", "## Maps", ""]

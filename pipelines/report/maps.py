@@ -499,8 +499,12 @@ def metric_forecasters(metrics: dict, metric: str) -> list[str]:
 
 
 def lead_metrics_plot(metrics: dict, out_png: str | Path, metric: str = "rmse", lead_hours=None,
-                      units: str | None = None, title: str | None = None, dpi: int = DPI) -> Path:
+                      units: str | None = None, title: str | None = None, dpi: int = DPI,
+                      trained_hours: float | None = None) -> Path:
     """Line plot of `metric` against lead time, one line per forecaster (model and baselines).
+
+    Lead times in hours (in minutes when every lead is within 3 h); where the leads go beyond the model's
+    trained horizon (`trained_hours`: reached by rollout) that horizon is marked.
 
     metrics: {"model": {"rmse": 1.2, "by_lead": {"rmse": [...], "mae": [...]}}, "persistence": {...}, ...};
     lead times from lead_hours, else metrics["lead_hours"] (or a forecaster's), else 1..L steps.
@@ -513,20 +517,31 @@ def lead_metrics_plot(metrics: dict, out_png: str | Path, metric: str = "rmse", 
     if lead_hours is None:
         lead_hours = metrics.get("lead_hours") or next(
             (metrics[f]["lead_hours"] for f in forecasters if metrics[f].get("lead_hours")), None)
+    if trained_hours is None:
+        trained_hours = next((metrics[f]["trained_hours"] for f in forecasters if metrics[f].get("trained_hours")),
+                             None)
     units = units if units is not None else _units_of(metrics, forecasters)
+    scale, unit_name = 1.0, "hours"
+    if lead_hours is not None and len(lead_hours) and max(lead_hours) <= 3:
+        scale, unit_name = 60.0, "minutes"
     fig = Figure(figsize=(7.5, 4.5), dpi=dpi, layout="constrained")
     ax = fig.add_subplot()
     all_positive = True
     for name in forecasters:
         y = np.array([_as_float(v) for v in metrics[name]["by_lead"][metric]])
-        x = np.asarray(lead_hours, dtype=float)[: len(y)] if lead_hours is not None else np.arange(1, len(y) + 1)
+        x = (np.asarray(lead_hours, dtype=float)[: len(y)] * scale if lead_hours is not None
+             else np.arange(1, len(y) + 1))
         style = dict(_STYLE.get(name, dict(linestyle="-", marker=".")))
         style.setdefault("markersize", 4)
         overall = _as_float(metrics[name].get(metric))
         label = name.replace("_", " ") + (f" ({overall:.3g})" if np.isfinite(overall) else "")
         ax.plot(x[: len(y)], y[: len(x)], label=label, **style)
         all_positive &= bool(np.all(y[np.isfinite(y)] >= 0))
-    ax.set_xlabel("lead time (hours)" if lead_hours is not None else "lead time (steps)")
+    if lead_hours is not None and trained_hours and max(lead_hours) > trained_hours:
+        text = f"{trained_hours:g} h" if scale == 1 else f"{trained_hours * 60:g} min"
+        ax.axvline(trained_hours * scale, color="0.4", linestyle=":", linewidth=1.2,
+                   label=f"trained horizon ({text}); rollout beyond")
+    ax.set_xlabel(f"lead time ({unit_name})" if lead_hours is not None else "lead time (steps)")
     ax.set_ylabel(f"{_METRIC_LABEL.get(metric, metric)}" + (f" [{units}]" if units else ""))
     ax.grid(True, alpha=0.3)
     if all_positive:

@@ -67,3 +67,20 @@ def _units(metrics: dict, names: list[str]) -> str:
         if isinstance(u, dict) and len(set(u.values())) == 1:
             return str(next(iter(u.values())))
     return ""
+
+
+def behind_baselines(metrics: dict, metric: str) -> dict[str, list[int]]:
+    """Lead indices (0-based) at which the model scores worse than each baseline on `metric` (lower is better;
+    for ACC, SSIM and PSNR higher is better)."""
+    higher_is_better = metric in _HIGHER_IS_BETTER
+    model = metrics.get("model", {}).get("by_lead", {}).get(metric)
+    if model is None:
+        return {}
+    out = {}
+    for name, result in metrics.items():
+        series = result.get("by_lead", {}).get(metric) if isinstance(result, dict) and name != "model" else None
+        if series is not None:
+            worse = [i for i, (m, b) in enumerate(zip(model, series)) if m is not None and b is not None
+                     and (float(m) < float(b) if higher_is_better else float(m) > float(b))]
+            out[name] = worse
+    return out

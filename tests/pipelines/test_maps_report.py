@@ -261,3 +261,46 @@ def test_report_refuses_a_folder_that_is_not_a_report(era5_store, tmp_path):
     with pytest.raises(OutputError, match="is a folder, not a simcast report"):
         write_report(fc, precious)
     assert (precious / "thesis.tex").read_text() == "months of work"
+
+
+def test_the_report_says_at_which_leads_the_model_is_behind():
+    from pipelines.report import skill_summary
+
+    metrics = {"model": {"by_lead": {"rmse": [1, 2, 3, 4, 5, 6]}},
+               "persistence": {"by_lead": {"rmse": [0.5, 3, 4, 5, 6, 7]}},
+               "previous_day": {"by_lead": {"rmse": [2, 2, 2.5, 2, 9, 2]}},
+               "climatology": {"by_lead": {"rmse": [9] * 6}}}
+    assert skill_summary(metrics, "rmse", [0.5, 1, 1.5, 2, 2.5, 3]) == [
+        "The model is behind persistence at +30 min (RMSE).",
+        "The model is behind the previous day at +1 h 30 min to +2 h, +3 h (RMSE).",
+        "The model beats climatology at every lead (RMSE)."]
+    acc = {"model": {"by_lead": {"acc": [0.9, 0.5]}}, "persistence": {"by_lead": {"acc": [0.95, 0.4]}}}
+    assert skill_summary(acc, "acc", [1, 2]) == ["The model is behind persistence at +1 h (ACC)."]
+
+
+def test_lead_plot_marks_the_trained_horizon(tmp_path, monkeypatch):
+    from pipelines.report import maps
+
+    drawn = []  # (x label, {line label: first x}) of each plot, read before _save renders and clears the figure
+
+    def look(fig, path):
+        ax = fig.axes[0]
+        drawn.append((ax.get_xlabel(), {ln.get_label(): ln.get_xdata()[0] for ln in ax.lines}))
+        return save(fig, path)
+
+    save = maps._save
+    monkeypatch.setattr(maps, "_save", look)
+    metrics = {name: {"by_lead": {"rmse": list(np.linspace(1, 3, 48))}, "lead_hours": list(range(1, 49)),
+                      "trained_hours": 12} for name in ("model", "persistence")}
+    assert lead_metrics_plot(metrics, tmp_path / "m.png").stat().st_size > 0
+    xlabel, lines = drawn[-1]
+    assert xlabel == "lead time (hours)"
+    assert lines["trained horizon (12 h); rollout beyond"] == 12
+    # half-hourly leads within 3 h are shown in minutes, the horizon too
+    half = {name: {"by_lead": {"rmse": [1, 2, 3, 4, 5, 6]}, "lead_hours": [0.5, 1, 1.5, 2, 2.5, 3],
+                   "trained_hours": 2} for name in ("model", "persistence")}
+    lead_metrics_plot(half, tmp_path / "h.png")
+    xlabel, lines = drawn[-1]
+    assert xlabel == "lead time (minutes)" and lines["trained horizon (120 min); rollout beyond"] == 120
+    with pytest.raises(ValueError, match="per-lead 'mae'"):
+        lead_metrics_plot(metrics, tmp_path / "n.png", metric="mae")

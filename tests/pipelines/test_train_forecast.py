@@ -56,9 +56,23 @@ def test_train_evaluate_forecast_report(tiny):
     assert 240 < float(fc["t2m"].mean()) < 320  # physical units
     assert bool(fc.attrs["rollout"]) if not isinstance(fc.attrs["rollout"], str) else fc.attrs["rollout"] in ("True", "true", "1")
 
+    # every published lead scored: 15 h by the same rollout, next to the baselines on the same samples
+    long_path = _ok(runner.invoke(app, ["evaluate", "tiny", "--checkpoint", best, "--out", str(tiny / "eval15"),
+                                        "--lead-hours", "15"]))
+    long = json.loads(open(long_path).read())
+    for name in ("model", "persistence", "previous_day", "climatology"):
+        assert len(long[name]["by_lead"]["rmse"]) == 15
+        assert long[name]["lead_hours"] == list(range(1, 16)) and long[name]["trained_hours"] == 6
+    # the first 6 leads are the direct output: the same model forecasts as the 6 h evaluation, on fewer samples
+    # (a 15 h window needs 9 more steps of truth); the baselines' persistence error grows with the lead
+    assert long["persistence"]["by_lead"]["rmse"][14] > long["persistence"]["by_lead"]["rmse"][0]
+
     html = _ok(runner.invoke(app, ["report", str(tiny / "fc.zarr"), "--out", str(tiny / "report"),
-                                   "--truth", str(tiny / "stores/tiny.zarr"), "--metrics", metrics_path, "--lead", "6"]))
+                                   "--truth", str(tiny / "stores/tiny.zarr"), "--metrics", long_path, "--lead", "6"]))
     assert html.endswith("report.html") and list((tiny / "report").rglob("*.png"))
+    page = open(html).read()
+    assert "(RMSE (lat-weighted))." in page and ("The model beats persistence at every lead" in page
+                                                 or "The model is behind persistence at" in page)
 
 
 @pytest.mark.slow
