@@ -50,10 +50,6 @@ def iso_minutes(t) -> str:
     return pd.Timestamp(t).isoformat(timespec="minutes")
 
 
-def format_number(v) -> str:
-    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
-
-
 # ---- parsing ------------------------------------------------------------------------------------------
 
 def parse_hours(value, option: str, *, positive: bool = True) -> float:
