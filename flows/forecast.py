@@ -19,6 +19,7 @@ from flows.tasks import ingest_store, map_report, one_line_errors, write_forecas
 from pipelines.forecast import latest_time
 from pipelines.settings import Settings
 from pipelines.specs import ForecastSpec, IngestSpec, ReportSpec, parse_init_time
+from pipelines.timefmt import parse_lead
 
 
 def forecast_flow(dataset: str | None = None, checkpoint: str | None = None, init_times: list[str] | None = None,
@@ -43,6 +44,8 @@ def forecast_flow(dataset: str | None = None, checkpoint: str | None = None, ini
     """
     dataset = dataset or default_dataset()
     with one_line_errors():
+        for lead in map_leads or []:  # checked before any work: the report comes last
+            parse_lead(str(lead), "map_leads")
         settings = Settings.load(runs_root=runs_dir, output_root=out_dir)
         ingest_spec = IngestSpec.from_catalog(dataset, settings, source=source)
     store = ingest_store(ingest_spec)["store"] if refresh_store else str(ingest_spec.store)

@@ -16,6 +16,7 @@ from flows.tasks import evaluate_model, ingest_store, map_report, one_line_error
 from pipelines.forecast import latest_init_with_truth
 from pipelines.settings import Settings
 from pipelines.specs import EvaluateSpec, ForecastSpec, IngestSpec, ReportSpec, TrainSpec
+from pipelines.timefmt import parse_lead
 
 
 def train_flow(dataset: str | None = None, preset: str | None = None, translator: str | None = None,
@@ -45,6 +46,8 @@ def train_flow(dataset: str | None = None, preset: str | None = None, translator
     """
     dataset = dataset or default_dataset()
     with one_line_errors():
+        for lead in map_leads or []:  # checked before any work: the report comes last
+            parse_lead(str(lead), "map_leads")
         settings = Settings.load(runs_root=runs_dir)
         ingest_spec = IngestSpec.from_catalog(dataset, settings, source=source, dask_address=dask_address,
                                               force=force_ingest)

@@ -78,6 +78,8 @@ def test_bad_input_fails_the_flow_with_the_pipelines_one_line(tiny):
     assert "nothing.zarr" in msg and "\n" not in msg
     msg = failure(run(map_report_flow, forecast=str(tiny / "nothing.zarr"), metrics="m.json")[0])
     assert "m.json: metrics file not found" in msg
+    msg = failure(run(weatherbench_forecast, dataset="tiny-wb", map_leads=["banana"])[0])
+    assert "BadInput: map_leads: 'banana' is not a lead time" in msg
     msg = failure(run(weatherbench_train, dataset="tiny-wb", train_options={"bogus": 1})[0])
     assert "BadInput: bogus: not an option of train (its options: " in msg
 
