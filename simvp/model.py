@@ -34,8 +34,9 @@ class SimVPConfig:
     residual: add an observed frame to every output frame, so the network predicts changes
         (not in the released SimVP; off by default).
     residual_lag: which frame `residual` adds: None for the last input frame (persistence), or
-        a lag L for the frame L steps before each target, e.g. 24 for the same hour one day
-        earlier in hourly data. Needs ``out_frames <= L <= T`` so that it is always an input.
+        a period L for the frame at the same phase of the last L input frames, e.g. 24 for the
+        same hour of the last observed day in hourly data: L steps before targets 1..L, 2L steps
+        before targets L+1..2L, and so on. Needs ``L <= T`` so that it is always an input.
     """
 
     in_shape: tuple[int, int, int, int]
@@ -67,12 +68,9 @@ class SimVPConfig:
         if lag is not None:
             if not self.residual:
                 raise ValueError("residual_lag is set but residual is off: set residual=True to use it")
-            out = out_frames or in_shape[0]
-            if not out <= lag <= in_shape[0]:
-                raise ValueError(
-                    f"residual_lag {lag} must lie between the output frames ({out}) and "
-                    f"the input frames ({in_shape[0]}) so that the lagged frame is always an input"
-                )
+            if not 1 <= lag <= in_shape[0]:
+                raise ValueError(f"residual_lag {lag} must lie between 1 and the input frames ({in_shape[0]}) "
+                                 "so that the lagged frame is always an input")
         for name, value in (("in_shape", in_shape), ("translator", translator),
                             ("out_frames", out_frames), ("residual_lag", lag)):
             object.__setattr__(self, name, value)
@@ -110,10 +108,10 @@ class SimVP(nn.Module):
         self.in_frames, self.out_frames, self.channels = frames, out_frames, channels
         self.residual = config.residual
         self.reduction = spatial_reduction(config.N_S)
-        # input frame index added to each output frame: the last one, or the one `residual_lag` before it
+        # input frame index added to each output frame: the last one, or the same phase of the last `lag` frames
         lag = config.residual_lag
         anchor = (torch.full((out_frames,), frames - 1) if lag is None
-                  else torch.arange(frames - lag, frames - lag + out_frames))
+                  else frames - lag + torch.arange(out_frames) % lag)
         self.register_buffer("residual_anchor", anchor, persistent=False)
 
         hid_S = config.hid_S

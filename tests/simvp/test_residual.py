@@ -1,5 +1,5 @@
-"""The residual option: the network's output is added to an observed frame (the last one, or the frame a
-fixed lag before each target)."""
+"""The residual option: the network's output is added to an observed frame (the last one, or the frame at the
+same phase of the last `residual_lag` inputs, e.g. the same hour of the last observed day)."""
 
 import pytest
 import torch
@@ -36,8 +36,16 @@ def test_residual_lag_adds_the_frame_that_many_steps_before_each_target():
     assert residual.state_dict().keys() == plain.state_dict().keys()  # the anchor index is not a weight
 
 
+def test_residual_lag_repeats_the_last_period_for_targets_beyond_it():
+    plain, residual = _pair(residual_lag=2)
+    x = torch.randn(2, 4, 2, 9, 13)
+    # inputs t-3..t, targets t+1..t+3, period 2: t+1 -> t-1, t+2 -> t, t+3 -> t-1 (inputs 2, 3, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(residual(x), plain(x) + x[:, [2, 3, 2]])
+
+
 def test_residual_lag_must_point_into_the_input():
-    for lag in (2, 5):  # shorter than the output (a target itself) or longer than the input
+    for lag in (0, 5):  # no lag, or longer than the input
         with pytest.raises(ValueError, match="residual_lag"):
             simvp.SimVP(in_shape=(4, 1, 8, 8), hid_S=4, hid_T=8, N_S=2, N_T=2, out_frames=3,
                         residual=True, residual_lag=lag)
@@ -52,3 +60,6 @@ def test_an_untrained_residual_model_forecasts_its_anchor():
     x = torch.randn(3, 24, 1, 9, 13)
     with torch.no_grad():
         torch.testing.assert_close(model(x), x[:, :12])  # the same hours one day earlier
+    two_days = simvp.SimVP(model.config, out_frames=48).eval()
+    with torch.no_grad():  # 48 h ahead: each target starts from the same hour of the last observed day
+        torch.testing.assert_close(two_days(x), torch.cat([x, x], dim=1))
