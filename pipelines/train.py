@@ -97,6 +97,11 @@ def run(spec: TrainSpec, progress: bool = True, log=None) -> TrainOutcome:
     if len(windows["train"]) < spec.training.batch_size * world:
         raise UsageError("batch_size", f"{spec.training.batch_size} x {world} processes is more than the "
                                        f"{len(windows['train'])} training samples of {spec.dataset}")
+    steps = len(windows["train"]) // (spec.training.batch_size * world)
+    steps = min(steps, spec.training.max_steps_per_epoch or steps) * spec.training.epochs
+    if spec.training.schedule == "onecycle" and steps < 2:
+        raise UsageError("schedule", f"onecycle needs at least 2 optimizer steps, these settings give {steps}; "
+                                     "train longer or use --schedule constant")
     seed_everything(spec.training.seed)  # before the model is built: the seed fixes its initial weights
     model = simvp.SimVP(spec.simvp_config(channels, tuple(grid)))
     if _main_process():
