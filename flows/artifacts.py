@@ -1,6 +1,7 @@
 """Prefect artifacts: what a person looks for in the UI after a run. A Markdown summary (the metrics table with
 the model next to the baselines, best marked), a table artifact of the same numbers, and links to the report,
-maps and outputs (file:// URLs: they open on the machine that ran the flow)."""
+maps and outputs (file:// URLs: they open on the machine that ran the flow); forecast runs add the verification
+of the archive."""
 
 from __future__ import annotations
 
@@ -123,6 +124,54 @@ def publish_forecast(dataset: str, checkpoint: str, init: str, forecast: dict, r
                          description=f"{dataset}: forecast maps report")
     create_link_artifact(uri(forecast["netcdf"]), link_text=Path(forecast["netcdf"]).name,
                          key=f"{key}-forecast-netcdf", description=f"{dataset}: forecast (CF NetCDF)")
+
+
+def verification_lines(verification: dict) -> tuple[list[str], list[dict]]:
+    """Markdown lines (scores over all verified forecasts, the main metric by lead) and the table-artifact rows
+    (by lead) of a verification."""
+    from pipelines.report.tables import METRIC_NAMES, lead_table, metrics_table
+
+    result = verification["result"]
+    metric = result["main_metric"]
+    units = set(result.get("units", {}).values())
+    unit = units.pop() if len(units) == 1 else ""
+    header, rows = metrics_table(result["metrics"], unit)
+    lines = [verification["message"], "", "### Over all verified forecasts", ""] + md_table(header, rows)
+    header, rows = lead_table(result["metrics"], metric, result["lead_hours"],
+                              result["metrics"]["model"]["samples_by_lead"])
+    lines += ["", f"### {METRIC_NAMES.get(metric, metric)}{f' [{unit}]' if unit else ''} by lead time", ""]
+    lines += md_table(header, rows) + ["", "`*`: best in its column (overall) or at that lead."]
+    table = [{"metric": METRIC_NAMES.get(metric, metric) + (f" [{unit}]" if unit else ""), **dict(zip(header, row))}
+             for row in rows]
+    return lines, table
+
+
+@task(name="publish-verification", cache_policy=NO_CACHE, task_run_name="publish-verification")
+def publish_verification(dataset: str, verification: dict) -> None:
+    """The verification of the archive on each run: a Markdown summary with the tables, the by-lead table as a
+    table artifact and a link to the page; or a note that nothing could be verified yet."""
+    key = slug(dataset)
+    lines = [f"# {dataset}: verification of the archived forecasts", ""]
+    if not verification.get("verified"):
+        lines += [f"Nothing to verify yet: {verification['message']}", "",
+                  f"Archive `{verification['archive']}`."]
+        create_markdown_artifact("\n".join(lines) + "\n", key=f"{key}-verification",
+                                 description=f"{dataset}: verification of the archived forecasts")
+        return
+    paths = verification["paths"]
+    metric_lines, table = verification_lines(verification)
+    page = f"- {link('verification page (HTML)', paths['html'])} · {link('Markdown', paths['markdown'])}"
+    lines += metric_lines + ["", "## Files", "", page]
+    if paths.get("plot"):
+        lines.append(f"- {link('skill over init time', paths['plot'])}")
+    lines += [f"- scores: {link('verification.json', paths['json'])}, {link('verification.nc', paths['netcdf'])}",
+              f"- archive `{verification['archive']}`"]
+    create_markdown_artifact("\n".join(lines) + "\n", key=f"{key}-verification",
+                             description=f"{dataset}: verification of the archived forecasts")
+    create_table_artifact(table, key=f"{key}-verification-table",
+                          description=f"{dataset}: archived forecasts next to the baselines, by lead time")
+    create_link_artifact(uri(paths["html"]), link_text="verification.html", key=f"{key}-verification-page",
+                         description=f"{dataset}: verification page")
 
 
 @task(name="publish-report", cache_policy=NO_CACHE, task_run_name="publish-report")

@@ -24,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.hashing import hash_objects
 
 from pipelines.errors import USER_ERRORS, UsageError, one_line
-from pipelines.specs import EvaluateSpec, ForecastSpec, IngestSpec, ReportSpec, TrainSpec
+from pipelines.specs import EvaluateSpec, ForecastSpec, IngestSpec, ReportSpec, TrainSpec, VerifySpec
 
 
 class BadInput(Exception):
@@ -223,6 +223,32 @@ def write_forecast(spec: ForecastSpec) -> dict:
     inits = ", ".join(spec.init_times) if spec.init_times else "the latest time in the store"
     logger.info("forecast from %s with %s: %s", inits, spec.checkpoint, ", ".join(str(p) for p in paths.values()))
     return {k: str(Path(v).absolute()) for k, v in paths.items()}
+
+
+# ---- verify ---------------------------------------------------------------------------------------------
+
+@task(name="verify", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10, retry_condition_fn=io_retry,
+      task_run_name="verify {spec.dataset}")
+def verify_archive(spec: VerifySpec) -> dict:
+    """Score the archived forecasts whose valid times are in the store next to the baselines; writes the
+    verification folder. Nothing to verify yet (every forecast awaits its truth) is not a failure: the result
+    says so ({"verified": False, "message": ...})."""
+    from pipelines import verify
+    from pipelines.errors import one_line
+
+    logger = get_run_logger()
+    with one_line_errors():
+        try:
+            outcome = verify.run(spec)
+        except verify.NothingToVerify as e:
+            logger.info("nothing to verify yet: %s", one_line(e))
+            return {"verified": False, "message": one_line(e), "archive": str(spec.archive_path)}
+    paths = {k: str(Path(v).absolute()) for k, v in outcome["paths"].items()}
+    result = json.loads(Path(paths["json"]).read_text())  # as written: JSON-safe
+    result.pop("by_init")  # per init time: in the files; the artifacts show scores overall and by lead
+    logger.info("verification %s: %s", paths["html"], verify.summary_line(result))
+    return {"verified": True, "message": verify.summary_line(result), "archive": str(spec.archive_path),
+            "paths": paths, "result": result}
 
 
 # ---- maps and report ------------------------------------------------------------------------------------

@@ -200,7 +200,8 @@ def _print_summary(s: dict, skipped: bool) -> None:
     from rich.table import Table
 
     console = _console()
-    state = "is current, nothing to do" if skipped else "written"
+    state = "is current, nothing to do" if skipped else (f"extended: {s['appended_steps']} new steps appended"
+                                                         if "appended_steps" in s else "written")
     console.print(f"[bold]{escape(s['dataset'])}[/]: store {escape(s['store'])} {state}", highlight=False)
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_row("time steps", f"{s['time_steps']} ({s['time_step']}) {s['start']} .. {s['end']}")
@@ -213,7 +214,7 @@ def _print_summary(s: dict, skipped: bool) -> None:
     console.print(table)
 
 
-from .specs import EvaluateSpec, ForecastSpec, IngestSpec, ReportSpec, TrainSpec  # noqa: E402
+from .specs import EvaluateSpec, ForecastSpec, IngestSpec, ReportSpec, TrainSpec, VerifySpec  # noqa: E402
 
 
 @stage_command(app, "ingest", IngestSpec, extra=[_extra("as_json", bool, typer.Option("--json", help="print the "
@@ -331,11 +332,45 @@ def evaluate(dataset: str, **options) -> None:
 
 @stage_command(app, "forecast", ForecastSpec)
 def forecast(dataset: str, **options) -> None:
-    """Forecast from the latest (or given) frames of the store; CF NetCDF and Zarr, georeferenced."""
+    """Forecast from the latest (or given) frames of the store; CF NetCDF and Zarr, georeferenced; --archive adds
+    it to the data set's forecast archive."""
     from .forecast import run
 
     for path in run(ForecastSpec.from_catalog(dataset, **options)).values():
         print(path)
+
+
+def _verification_table(result: dict):
+    from rich.table import Table
+
+    from .report.tables import METRIC_NAMES, lead_table
+
+    metric = result["main_metric"]
+    header, rows = lead_table(result["metrics"], metric, result["lead_hours"],
+                              result["metrics"]["model"]["samples_by_lead"])
+    units = set(result["units"].values())
+    c = result["counts"]
+    table = Table(title=f"{result['dataset']}: {METRIC_NAMES.get(metric, metric)}"
+                        + (f" [{units.pop()}]" if len(units) == 1 else "")
+                        + f" of {c['verified_init_times']} verified forecasts by lead time")
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    table.caption = (f"*: best at that lead; {c['awaiting_truth']} lead times await their truth, "
+                     f"{c['missing_in_store']} fall on missing store times")
+    return table
+
+
+@stage_command(app, "verify", VerifySpec)
+def verify(dataset: str, **options) -> None:
+    """Score the archived forecasts whose valid times are now in the store, next to the baselines for the same
+    init times, by lead and by init time; writes verification.json/.nc and an HTML/Markdown page."""
+    from .verify import run
+
+    outcome = run(VerifySpec.from_catalog(dataset, **options))
+    _console().print(_verification_table(outcome["result"]))
+    print(outcome["paths"]["html"])
 
 
 @stage_command(app, "report", ReportSpec)

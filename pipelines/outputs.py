@@ -1,9 +1,10 @@
 """Everything simcast writes goes through here: it replaces only what it wrote itself, atomically.
 
-Each output is recognized by its own marker: a store or forecast by its attributes (`simcast_format`,
-`simcast_forecast_format`), a folder (run, evaluation, report, GeoTIFF set, archive) by a `.simcast` file naming
-its kind, a synthetic source file by its `simcast_synthetic` attribute. Anything else at an output path (a user's
-folder or file, or a simcast output of another kind) is refused with one line, before any work is done.
+Each output is recognized by its own marker: a store, forecast or forecast archive by its attributes
+(`simcast_format`, `simcast_forecast_format`, `simcast_archive_format`), a folder (run, evaluation, report,
+GeoTIFF set, verification) by a `.simcast` file naming its kind, a synthetic source file by its
+`simcast_synthetic` attribute. Anything else at an output path (a user's folder or file, or a simcast output of
+another kind) is refused with one line, before any work is done.
 
 Writes build the result beside the target (`.<name>.tmp-<token>`) and swap it into place in one step (Linux's
 renameat2 RENAME_EXCHANGE), so the target path holds the complete old or the complete new result at every moment.
@@ -28,7 +29,7 @@ from typing import Callable
 from .errors import OutputError
 
 MARKER = ".simcast"
-KINDS = ("store", "forecast", "run", "evaluation", "report", "geotiff", "archive", "synthetic")
+KINDS = ("store", "forecast", "run", "evaluation", "report", "geotiff", "archive", "verification", "synthetic")
 _LEGACY_MARKERS = {".simcast-report": "report"}
 
 
@@ -162,10 +163,36 @@ def _siblings(target: Path, tag: str) -> list[Path]:
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
+        _remove_tree(path)
     else:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def _remove_tree(path: Path, threads: int = 8) -> None:
+    """shutil.rmtree(path, ignore_errors=True), with the unlinks and rmdirs of a big tree (a store's thousands of
+    chunk folders) spread over threads: where each waits on the disk (ext4 with online discard frees folder
+    blocks synchronously) that is several times faster. Files first, then folders from the deepest level up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files, levels, stack = [], [], [(str(path), 0)]
+    while stack:
+        folder, depth = stack.pop()
+        levels += [[] for _ in range(depth + 1 - len(levels))]
+        levels[depth].append(folder)
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for e in entries:
+                (stack.append((e.path, depth + 1)) if e.is_dir(follow_symlinks=False) else files.append(e.path))
+    if len(files) + sum(map(len, levels)) > 512:
+        def each(fn, paths):
+            for p in paths:
+                with contextlib.suppress(OSError):
+                    fn(p)
+
+        with ThreadPoolExecutor(threads) as pool:
+            for fn, paths in [(os.unlink, files)] + [(os.rmdir, level) for level in reversed(levels[1:])]:
+                list(pool.map(lambda part, fn=fn: each(fn, part), [paths[i::threads * 4] for i in range(threads * 4)]))
+    shutil.rmtree(path, ignore_errors=True)  # the rest (a small tree; or anything that appeared meanwhile)
 
 
 def recover_interrupted(target: str | Path) -> None:

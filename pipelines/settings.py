@@ -82,6 +82,16 @@ class Settings:
         p = Path(entry.store).expanduser()
         return p if p.is_absolute() else self.store_root / p
 
+    # ---- operational outputs --------------------------------------------------------------------------
+
+    def archive_path(self, dataset: str) -> Path:
+        """The forecast archive of a data set: every archived forecast, one Zarr store."""
+        return self.output_root / "archive" / f"{dataset}.zarr"
+
+    def verification_dir(self, dataset: str) -> Path:
+        """Where `simcast verify` writes the verification of a data set's archive."""
+        return self.output_root / "verification" / dataset
+
     # ---- run folders ----------------------------------------------------------------------------------
 
     def new_run_dir(self, dataset: str, now: dt.datetime | None = None) -> Path:

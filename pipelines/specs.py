@@ -349,6 +349,10 @@ class ForecastSpec(_ModelStage):
                                             "hindcast; repeatable; default: the latest time in the store",
                                    flag="--init-time", repeatable=True)
     geotiff: bool = option(False, help="also one GeoTIFF per lead time")
+    archive: bool = option(False, help="also add the forecast to the data set's forecast archive (replacing "
+                                       "the same init times; see --archive-path)")
+    archive_path: Path = option(help="forecast archive, one Zarr store per data set (default: "
+                                     "<output root>/archive/NAME.zarr); naming one implies --archive")
 
     @field_validator("init_times")
     @classmethod
@@ -364,9 +368,36 @@ class ForecastSpec(_ModelStage):
         for name in ("checkpoint", "out"):
             if overrides.get(name) is None:
                 raise UsageError(name, f"name the {'checkpoint to forecast with' if name == 'checkpoint' else 'output path'}")
-        values = {"dataset": dataset, "store": settings.store_path(entry)}
-        return build(cls, values, {**overrides, "checkpoint": Path(overrides["checkpoint"]).absolute(),
-                                   "out": Path(overrides["out"]).absolute()})
+        values = {"dataset": dataset, "store": settings.store_path(entry),
+                  "archive_path": settings.archive_path(dataset)}
+        overrides = {**overrides, "checkpoint": Path(overrides["checkpoint"]).absolute(),
+                     "out": Path(overrides["out"]).absolute()}
+        if overrides.get("archive_path") is not None:
+            overrides["archive_path"] = Path(overrides["archive_path"]).absolute()
+            overrides["archive"] = True  # naming an archive means adding to it
+        return build(cls, values, overrides)
+
+
+# ---- verify -------------------------------------------------------------------------------------------
+
+class VerifySpec(Spec):
+    stage: ClassVar[str] = "verify"
+
+    dataset: str = option(help="catalog entry", positional=True)
+    archive_path: Path = option(help="forecast archive to verify (default: <output root>/archive/NAME.zarr)")
+    store: Path = option(help="store with the observed truth (default: the catalog's)")
+    out: Path = option(help="folder for the verification (default: <output root>/verification/NAME)")
+    batch_size: int = option(16, help="init times read at a time", ge=1)
+
+    @classmethod
+    def from_catalog(cls, dataset: str, settings: Settings | None = None, **overrides) -> "VerifySpec":
+        settings = settings or Settings.load()
+        entry = settings.entry(dataset)
+        values = {"dataset": dataset, "store": settings.store_path(entry),
+                  "archive_path": settings.archive_path(dataset), "out": settings.verification_dir(dataset)}
+        overrides = {k: (Path(v).absolute() if k in ("archive_path", "store", "out") and v is not None else v)
+                     for k, v in overrides.items()}
+        return build(cls, values, overrides)
 
 
 # ---- report -------------------------------------------------------------------------------------------
@@ -381,6 +412,9 @@ class ReportSpec(Spec):
     projection: str = option("PlateCarree", help="cartopy projection, e.g. PlateCarree, Robinson")
     leads: list[str] = option([], help="lead time to map, hours or e.g. 30min; repeatable; default: up to four",
                               flag="--lead", repeatable=True)
+    verification: Path | None = option(None, help="verification folder (simcast verify) to link from the report "
+                                                  "(default: the data set's, <output root>/verification/NAME, "
+                                                  "when there is one)")
 
     @field_validator("leads")
     @classmethod
@@ -403,4 +437,4 @@ def _device_name(value: str) -> str:
     return value
 
 
-SPECS = {s.stage: s for s in (IngestSpec, TrainSpec, EvaluateSpec, ForecastSpec, ReportSpec)}
+SPECS = {s.stage: s for s in (IngestSpec, TrainSpec, EvaluateSpec, ForecastSpec, VerifySpec, ReportSpec)}

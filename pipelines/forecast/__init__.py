@@ -4,7 +4,8 @@
 
 Horizons beyond the trained T_out come from autoregressive rollout (`SimVP.rollout`, the same one evaluation
 scores); several init times (a hindcast) run in batches on the model's device. Horizons and hindcasts whose
-output would not fit are refused before any work.
+output would not fit are refused before any work. With `archive`, every init time is also added to the data
+set's forecast archive (archive.py), which `simcast verify` scores once the truth is in the store.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..store import open_store, physical_floor, reading, store_stats, weekly_rhy
 from ..timeaxis import ns
 from ..timefmt import format_step, iso_minutes
 from ..windows import WindowSpec, denormalize, normalize, time_features
+from .archive import add_to_archive, check_archive_target
 from .output import forecast_dataset, geotiff_folder, output_paths, write_forecast
 
 MAX_MODEL_CALLS = 100        # rollout steps of the model per forecast: beyond that skill is long gone
@@ -199,10 +201,18 @@ def make_forecast(spec: ForecastSpec, batch_size: int = 32) -> xr.Dataset:
 
 
 def run(spec: ForecastSpec) -> dict[str, Path]:
-    """Forecast and write it (Zarr and NetCDF, atomically; GeoTIFFs when asked)."""
+    """Forecast and write it (Zarr and NetCDF, atomically; GeoTIFFs when asked); with spec.archive, add it to
+    the forecast archive too (returned as "archive")."""
     for path in output_paths(spec.out).values():
         claim(path, "forecast")
     if spec.geotiff:
         claim(geotiff_folder(spec.out), "geotiff")
+    if spec.archive:
+        check_archive_target(spec.archive_path, spec.dataset)
+        ensure_writable(Path(spec.archive_path).parent)
     ensure_writable(Path(spec.out).parent)
-    return write_forecast(make_forecast(spec), spec.out, geotiff=spec.geotiff)
+    forecast = make_forecast(spec)
+    paths = write_forecast(forecast, spec.out, geotiff=spec.geotiff)
+    if spec.archive:
+        paths["archive"] = add_to_archive(forecast, spec.archive_path)
+    return paths

@@ -9,12 +9,16 @@ a folder simcast wrote as a report is ever replaced):
     <out_dir>/report.md          the same content for a Prefect Markdown artifact
     <out_dir>/maps/<variable>_lead<HH>h.png
     <out_dir>/metrics_<metric>.png, metrics.json   when metrics are given
+
+When the data set's archived forecasts have been verified (`simcast verify`), the report links to that page
+(relative link; `verification` names another folder).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -123,30 +127,66 @@ def run(spec: ReportSpec) -> dict:
     ensure_writable(spec.out.parent)
     metrics = read_metrics(spec.metrics) if spec.metrics else None
     leads = [parse_lead(x, "leads") for x in spec.leads] or None
+    if spec.verification is not None:
+        verification_link(spec.verification, spec.out)  # refuse a folder that is not one before any work
     return write_report(spec.forecast, spec.out, truth_store=spec.truth, metrics=metrics,
-                        projection=spec.projection, leads=leads)
+                        projection=spec.projection, leads=leads, verification=spec.verification or "auto")
+
+
+def verification_link(folder: str | Path, out_dir: str | Path) -> tuple[str, str]:
+    """(link from the report folder to the verification page, one sentence about it) for a folder written by
+    `simcast verify`; one line when it is not one."""
+    from ..verify import FILES, read_verification, summary_line
+
+    folder = Path(folder).absolute()
+    result = read_verification(folder)
+    try:
+        text = summary_line(result)
+    except (KeyError, TypeError, AttributeError):
+        raise InputError(folder / FILES["json"], "not a verification written by simcast verify") from None
+    return os.path.relpath(folder / FILES["html"], Path(out_dir).absolute()), text
+
+
+def _default_verification(fc: xr.Dataset, out_dir: Path) -> tuple[str, str] | None:
+    """The data set's verification page (<output root>/verification/<dataset>/) when there is a readable one."""
+    from ..settings import Settings
+
+    dataset = str(fc.attrs.get("dataset", ""))
+    if not dataset:
+        return None
+    folder = Settings.load().verification_dir(dataset)
+    if not (folder / "verification.html").is_file():
+        return None
+    try:
+        return verification_link(folder, out_dir)
+    except InputError:
+        return None
 
 
 def write_report(forecast_path, out_dir, truth_store=None, metrics: dict | None = None, projection="PlateCarree",
-                 leads=None, init_index: int = -1, variables=None) -> dict:
+                 leads=None, init_index: int = -1, variables=None, verification=None) -> dict:
     """Render maps (and the metrics plot when metrics are given) and write report.html and report.md.
 
     forecast_path: a forecast written by write_forecast (or an opened forecast Dataset). truth_store: a store
     path or opened store giving the observed frame at init time and the truth at valid times (None: forecast
     panels only). metrics: {"model": {"rmse": .., "by_lead": {"rmse": [..]}}, "persistence": {..}, ...}.
-    leads: lead times to map (Timedeltas). Returns {"html", "markdown", "maps", "metrics_plot", "dir"}.
+    leads: lead times to map (Timedeltas). verification: a folder written by `simcast verify` to link, "auto" for
+    the data set's when there is one, None for no link. Returns {"html", "markdown", "maps", "metrics_plot",
+    "dir"}.
     """
     out_dir = Path(out_dir)
     claim(out_dir, "report")
     if isinstance(forecast_path, xr.Dataset):
         fc, fc_label = forecast_path, forecast_path.encoding.get("source", "(in memory)")
-        return _write_report(fc, fc_label, out_dir, truth_store, metrics, projection, leads, init_index, variables)
+        return _write_report(fc, fc_label, out_dir, truth_store, metrics, projection, leads, init_index, variables,
+                             verification)
     with open_forecast(forecast_path) as fc:
         return _write_report(fc, str(forecast_path), out_dir, truth_store, metrics, projection, leads, init_index,
-                             variables)
+                             variables, verification)
 
 
-def _write_report(fc, fc_label, out_dir, truth_store, metrics, projection, leads, init_index, variables) -> dict:
+def _write_report(fc, fc_label, out_dir, truth_store, metrics, projection, leads, init_index, variables,
+                  verification=None) -> dict:
     if truth_store is None or isinstance(truth_store, xr.Dataset):
         truth = truth_store
         truth_label = "" if truth is None else str(truth.encoding.get("source", "(in memory)"))
@@ -160,6 +200,10 @@ def _write_report(fc, fc_label, out_dir, truth_store, metrics, projection, leads
              + (" (one of several; see provenance)" if fc.sizes["init_time"] > 1 else "")
              + f"; report written {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}."]
     step = pd.Timedelta(fc.attrs.get("time_step") or pd.Timedelta(fc["lead_time"].values[0]))
+    if isinstance(verification, str) and verification == "auto":
+        verification = _default_verification(fc, out_dir)
+    elif verification is not None:
+        verification = verification_link(verification, out_dir)
     result: dict = {}
 
     def build(tmp: Path) -> None:
@@ -194,9 +238,9 @@ def _write_report(fc, fc_label, out_dir, truth_store, metrics, projection, leads
                     skill = skill_summary(metrics, metric, hours)
                     break
         prov = provenance_rows(fc, Path(fc_label), truth_label)
-        (tmp / "report.html").write_text(_html(title, prov, table, metrics_png, maps, notes, skill),
+        (tmp / "report.html").write_text(_html(title, prov, table, metrics_png, maps, notes, skill, verification),
                                          encoding="utf-8")
-        (tmp / "report.md").write_text(_markdown(title, prov, table, metrics_png, maps, notes, skill),
+        (tmp / "report.md").write_text(_markdown(title, prov, table, metrics_png, maps, notes, skill, verification),
                                        encoding="utf-8")
         result.update(maps=[out_dir / rel for _, rel in maps],
                       metrics_plot=(out_dir / metrics_png) if metrics_png else None)

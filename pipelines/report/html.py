@@ -1,4 +1,5 @@
-"""The report page as HTML (self-contained, offline: images by relative links) and as Markdown."""
+"""The report page as HTML (self-contained, offline: images by relative links) and as Markdown; `page_html` and
+`page_markdown` build other pages (the verification page) from the same pieces."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ figure{margin:1em 0} figure img{max-width:100%;border:1px solid #ddd} figcaption
 
 
 def _html(title: str, prov, table, metrics_png: str | None, maps: list[tuple[str, str]], notes: list[str],
-          skill: list[str] = ()) -> str:
+          skill: list[str] = (), verification: tuple[str, str] | None = None) -> str:
     e = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{e(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
@@ -40,6 +41,10 @@ def _html(title: str, prov, table, metrics_png: str | None, maps: list[tuple[str
     if metrics_png:
         out.append(f'<figure><a href="{e(metrics_png)}"><img src="{e(metrics_png)}" alt="metrics by lead time">'
                    "</a><figcaption>Metric by lead time, model and baselines.</figcaption></figure>")
+    if verification:
+        rel, summary = verification
+        out.append(f'<h2>Verification</h2><p><a href="{e(rel)}">Verification of the archived forecasts</a>: '
+                   f"{e(summary)}</p>")
     out.append("<h2>Maps</h2>")
     if not maps:
         out.append('<p class="note">No maps.</p>')
@@ -55,7 +60,7 @@ def _md_cell(s: str) -> str:
 
 
 def _markdown(title: str, prov, table, metrics_png: str | None, maps: list[tuple[str, str]], notes,
-              skill: list[str] = ()) -> str:
+              skill: list[str] = (), verification: tuple[str, str] | None = None) -> str:
     out = [f"# {title}", ""]
     out += [f"_{n}_" for n in notes] + ([""] if notes else [])
     out += ["## Provenance", "", "| | |", "| --- | --- |"]
@@ -72,6 +77,92 @@ def _markdown(title: str, prov, table, metrics_png: str | None, maps: list[tuple
         out += [""] + [f"- {s}" for s in skill]
     if metrics_png:
         out += ["", f"![metrics by lead time]({metrics_png})"]
+    if verification:
+        rel, summary = verification
+        out += ["", "## Verification", "", f"[Verification of the archived forecasts]({rel}): {summary}"]
     out += ["", "## Maps", ""]
     out += [f"- [{caption}]({rel})" for caption, rel in maps] or ["No maps."]
     return "\n".join(out) + "\n"
+
+
+# ---- other pages from the same pieces ------------------------------------------------------------------
+# A page is a title and blocks: ("h2", text), ("p", text), ("kv", [(key, value), ...]),
+# ("table", header, rows, note) with a trailing '*' on a cell marking it bold, ("ul", [text, ...]),
+# ("figure", relative path, caption).
+
+def _table_html(header, rows) -> list[str]:
+    e = html.escape
+    out = ["<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"]
+    for row in rows:
+        cells = [f"<td>{e(row[0])}</td>"]
+        for c in row[1:]:
+            best = c.endswith("*")
+            cells.append(f'<td class="num{" best" if best else ""}">{e(c.rstrip("*"))}</td>')
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return out
+
+
+def page_html(title: str, blocks: list[tuple]) -> str:
+    e = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           f"<title>{e(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
+    for kind, *args in blocks:
+        if kind == "h2":
+            out.append(f"<h2>{e(args[0])}</h2>")
+        elif kind == "p":
+            out.append(f'<p class="note">{e(args[0])}</p>')
+        elif kind == "kv":
+            out.append("<table>")
+            out += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in args[0]]
+            out.append("</table>")
+        elif kind == "table":
+            header, rows, note = args
+            out += _table_html(header, rows)
+            if note:
+                out.append(f'<p class="note">{e(note)}</p>')
+        elif kind == "ul":
+            out.append("<ul>" + "".join(f"<li>{e(s)}</li>" for s in args[0]) + "</ul>")
+        elif kind == "figure":
+            rel, caption = args
+            out.append(f'<figure><a href="{e(rel)}"><img src="{e(rel)}" alt="{e(caption)}"></a>'
+                       f"<figcaption>{e(caption)}</figcaption></figure>")
+        else:
+            raise ValueError(f"unknown page block {kind!r}")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def page_markdown(title: str, blocks: list[tuple]) -> str:
+    out = [f"# {title}"]
+    for kind, *args in blocks:
+        out.append("")
+        if kind == "h2":
+            out.append(f"## {args[0]}")
+        elif kind == "p":
+            out.append(f"_{args[0]}_")
+        elif kind == "kv":
+            out += ["| | |", "| --- | --- |"] + [f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in args[0]]
+        elif kind == "table":
+            header, rows, note = args
+            out += markdown_table(header, rows)
+            if note:
+                out += ["", note]
+        elif kind == "ul":
+            out += [f"- {s}" for s in args[0]]
+        elif kind == "figure":
+            rel, caption = args
+            out.append(f"![{caption}]({rel})")
+        else:
+            raise ValueError(f"unknown page block {kind!r}")
+    return "\n".join(out) + "\n"
+
+
+def markdown_table(header, rows) -> list[str]:
+    """Markdown lines of a table, cells ending in '*' in bold."""
+    out = ["| " + " | ".join(map(_md_cell, header)) + " |",
+           "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |"]
+    for row in rows:
+        cells = [_md_cell(row[0])] + [f"**{_md_cell(c[:-1])}**" if c.endswith("*") else _md_cell(c) for c in row[1:]]
+        out.append("| " + " | ".join(cells) + " |")
+    return out

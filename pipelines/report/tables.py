@@ -4,6 +4,7 @@ Prefect artifacts."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 TABLE_METRICS = ("rmse", "rmse_weighted", "mae", "mae_weighted", "bias", "acc", "mse_paper", "mae_paper", "ssim",
                  "psnr")
@@ -42,21 +43,45 @@ def metrics_table(metrics: dict, units: str = "") -> tuple[list[str], list[list[
     cols = [m for m in TABLE_METRICS if any(_number(metrics[n].get(m)) is not None for n in names)]
     units = units or _units(metrics, names)
     header = ["forecaster"] + [METRIC_NAMES[m] + (f" [{units}]" if units and m in IN_UNITS else "") for m in cols]
-    best = {}
-    for m in cols:
-        vals = {n: _number(metrics[n].get(m)) for n in names}
-        vals = {n: v for n, v in vals.items() if v is not None and not np.isnan(v)}
-        score = {n: (v if m in _HIGHER_IS_BETTER else -abs(v)) for n, v in vals.items()}
-        top = {n for n, v in score.items() if v == max(score.values(), default=None)}
-        if len(vals) > 1 and len(top) < len(vals):  # all equal: nothing to point out
-            best[m] = top
+    best = {m: _best({n: metrics[n].get(m) for n in names}, m) for m in cols}
     rows = []
     for n in names:
         row = [n.replace("_", " ")]
         for m in cols:
-            v = _number(metrics[n].get(m))
-            row.append("" if v is None else f"{v:.4g}" + ("*" if n in best.get(m, ()) else ""))
+            row.append(_cell(metrics[n].get(m), n in best[m]))
         rows.append(row)
+    return header, rows
+
+
+def _best(values: dict, metric: str) -> set:
+    """The names with the best value of `metric` (lowest magnitude; highest for ACC, SSIM, PSNR); none when all
+    are equal or there is only one."""
+    vals = {n: _number(v) for n, v in values.items()}
+    vals = {n: v for n, v in vals.items() if v is not None and not np.isnan(v)}
+    score = {n: (v if metric in _HIGHER_IS_BETTER else -abs(v)) for n, v in vals.items()}
+    top = {n for n, v in score.items() if v == max(score.values(), default=None)}
+    return top if len(vals) > 1 and len(top) < len(vals) else set()  # all equal: nothing to point out
+
+
+def _cell(v, best: bool = False) -> str:
+    v = _number(v)
+    return "" if v is None else f"{v:.4g}" + ("*" if best else "")
+
+
+def lead_table(metrics: dict, metric: str, lead_hours: list[float], samples: list[int] | None = None
+               ) -> tuple[list[str], list[list[str]]]:
+    """One metric by lead time: a row per lead, a column per forecaster (best in each row marked '*'), and the
+    number of samples scored at each lead when given. Leads without a score stay empty."""
+    from ..timefmt import format_lead
+
+    names = [n for n in _forecasters(metrics) if metric in metrics[n].get("by_lead", {})]
+    header = ["lead time"] + [n.replace("_", " ") for n in names] + (["samples"] if samples is not None else [])
+    rows = []
+    for i, h in enumerate(lead_hours):
+        values = {n: metrics[n]["by_lead"][metric][i] for n in names}
+        best = _best(values, metric)
+        row = [format_lead(pd.Timedelta(hours=h))] + [_cell(values[n], n in best) for n in names]
+        rows.append(row + ([str(samples[i])] if samples is not None else []))
     return header, rows
 
 

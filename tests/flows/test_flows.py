@@ -159,6 +159,48 @@ def test_taxibj_train_and_forecast(tiny):
         assert ds.sizes["lead_time"] == 6  # 3 h of 30 min steps from a 4 -> 4 model: rollout
 
 
+@pytest.mark.slow
+def test_the_forecast_flow_archives_and_verifies(tiny):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.forecast.archive import open_archive
+
+    for args in (["ingest", "tiny-wb"], ["train", "tiny-wb", "--device", "cpu", "--max-steps-per-epoch", "2",
+                                         "--out", str(tiny / "runs/tiny-wb-20200101-000000")]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+
+    # the scheduled run: a forecast from the latest time, archived; its truth has not arrived, nothing to verify
+    state, tasks, artifacts = run(weatherbench_forecast, dataset="tiny-wb", device="cpu", map_leads=["6"])
+    assert state.is_completed(), state.message
+    assert {"forecast tiny-wb", "verify tiny-wb", "publish-verification"} <= set(tasks)
+    assert state.result()["verification"]["verified"] is False
+    assert "Nothing to verify yet" in artifacts["tiny-wb-verification"]["data"]
+    archive = tiny / "outputs/archive/tiny-wb.zarr"
+    assert state.result()["archive"] == str(archive)
+
+    # a hindcast a day earlier: archived beside it and verified, next to the baselines
+    state, tasks, artifacts = run(weatherbench_forecast, dataset="tiny-wb", device="cpu", map_leads=["6"],
+                                  refresh_store=False, init_times=["2010-01-07T00:00/2010-01-07T12:00/6h"])
+    assert state.is_completed(), state.message
+    with open_archive(archive, "tiny-wb") as ds:
+        assert [str(t)[11:16] for t in ds["init_time"].values] == ["00:00", "06:00", "12:00", "23:00"]
+    verification = state.result()["verification"]
+    assert verification["verified"] and verification["result"]["counts"]["verified_init_times"] == 3
+    assert verification["result"]["counts"]["awaiting_truth"] == 6
+    page = tiny / "outputs/verification/tiny-wb/verification.html"
+    assert verification["paths"]["html"] == str(page) and page.is_file()
+    md = artifacts["tiny-wb-verification"]["data"]
+    for text in ("| model |", "| persistence |", "| previous day |", "| climatology |", page.as_uri(), "by lead time"):
+        assert text in md, text
+    table = json.loads(artifacts["tiny-wb-verification-table"]["data"])
+    assert len(table) == 6 and table[0]["lead time"] == "+1 h" and table[0]["samples"] == "3"
+    assert page.as_uri() in artifacts["tiny-wb-verification-page"]["data"]
+    report = (tiny / "outputs/forecasts/tiny-wb/20100107T0000/report/report.html").read_text()
+    assert "../../../../verification/tiny-wb/verification.html" in report and "3 of 4 archived forecasts" in report
+
+
 def test_torchrun_runs_the_spec_file_on_every_rank():
     cmd = torchrun_command(Path("/runs/r/spec.json"), "era5-uk-t2m", 4)
     assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m"]
