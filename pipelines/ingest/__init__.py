@@ -5,6 +5,10 @@
 Two lazy passes over the data, both streamed by dask in bounded memory: one computes per-frame moments (counts of
 NaN and infinite values, statistics, value ranges), the other writes the store. Everything is checked before
 anything is written; the store is built beside its target and swapped in atomically.
+
+When a store exists and its sources only grew (new files after its last time, or a longer last file), the new
+times are appended instead (`append.py`: checked the same way, built beside the store from hard links to its
+chunks, swapped in the same way); otherwise, or with --force, the store is rebuilt, and the summary says why.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class IngestResult:
     store: Path
     skipped: bool
     summary: dict = field(default_factory=dict)
+    appended: bool = False  # the new times were appended to the existing store (summary["appended_steps"])
 
 
 def time_chunk(frame_bytes: int, window_length: int, n_times: int) -> int:
@@ -66,8 +71,21 @@ def run(spec: IngestSpec, progress: bool = True) -> IngestResult:
     if existing is not None and existing.get("fingerprint") == sources.fingerprint and not spec.force:
         return IngestResult(target, skipped=True, summary=json.loads(existing["summary"]))
     reader = reader_for(spec.entry)
+    rebuilt = None
+    if existing is not None:
+        from .append import try_append
+
+        appended = "--force was given" if spec.force else try_append(spec, sources, existing, reader, progress)
+        if isinstance(appended, IngestResult):
+            return appended
+        rebuilt = appended
+        if progress:
+            print(f"rebuilding the whole store: {rebuilt}")
     with reader.read(spec.entry, sources.by_variable) as raw:
-        return _ingest(spec, raw, sources, reader.properties(spec.entry), progress)
+        result = _ingest(spec, raw, sources, reader.properties(spec.entry), progress)
+    if rebuilt is not None:
+        result.summary["rebuilt"] = rebuilt  # why the existing store was not appended to (this run only)
+    return result
 
 
 @contextlib.contextmanager
@@ -105,6 +123,15 @@ def _resample_to_step(ds: xr.Dataset, entry: DatasetEntry) -> xr.Dataset:
     return ds.isel(time=on_step_grid(times, entry.step))
 
 
+def _refuse_gaps(gaps: list, entry: DatasetEntry) -> None:
+    """A gap in the raw time axis is an error unless the entry records gaps."""
+    if gaps and entry.gaps == "error":
+        g = gaps[0]
+        raise InputError(g.after_source, f"gap in time: {g.count} missing {entry.time_step} steps "
+                                         f"{g.as_pair()[0]} .. {g.as_pair()[1]} ({len(gaps)} gaps in all; "
+                                         f"set gaps: record to allow)")
+
+
 def _check_grid(ds: xr.Dataset, entry: DatasetEntry) -> None:
     shape = tuple(ds["data"].shape[2:])
     if entry.grid is not None and shape != tuple(entry.grid):
@@ -116,11 +143,16 @@ def _source_of(ds: xr.Dataset, t: int) -> str:
     return ds.attrs["source_files"][int(ds["source"].values[t])]
 
 
-def _bad_times(moments: xr.Dataset, ds: xr.Dataset, entry: DatasetEntry) -> np.ndarray:
-    """Mask of times with a NaN or infinite value; an error when the entry does not allow gaps."""
+def _nonfinite(moments: xr.Dataset, ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of NaN and of infinite values per (time, channel)."""
     n_space = int(np.prod(ds["data"].shape[2:]))
     nan = moments["nan"].values  # (time, channel)
-    inf = n_space - moments["count"].values - nan
+    return nan, n_space - moments["count"].values - nan
+
+
+def _bad_times(moments: xr.Dataset, ds: xr.Dataset, entry: DatasetEntry) -> np.ndarray:
+    """Mask of times with a NaN or infinite value; an error when the entry does not allow gaps."""
+    nan, inf = _nonfinite(moments, ds)
     bad = (nan + inf).sum(axis=1) > 0
     if bad.any() and entry.gaps == "error":
         t_idx = np.flatnonzero(bad)
@@ -209,12 +241,7 @@ def _ingest(spec: IngestSpec, ds: xr.Dataset, sources: Sources, properties: dict
     _check_grid(ds, entry)
     times = pd.DatetimeIndex(ds["time"].values)
     codes = ds["source"].values
-    gaps = find_gaps(times, pd.Categorical.from_codes(codes, ds.attrs["source_files"]), entry.step)
-    if gaps and entry.gaps == "error":
-        g = gaps[0]
-        raise InputError(g.after_source, f"gap in time: {g.count} missing {entry.time_step} steps "
-                                         f"{g.as_pair()[0]} .. {g.as_pair()[1]} ({len(gaps)} gaps in all; "
-                                         f"set gaps: record to allow)")
+    _refuse_gaps(find_gaps(times, pd.Categorical.from_codes(codes, ds.attrs["source_files"]), entry.step), entry)
 
     with _cluster(spec.dask_address):
         if progress:

@@ -49,11 +49,18 @@ def describe_files(files: list[Path]) -> list[dict]:
     return out
 
 
+# catalog fields that do not change a store's contents: training defaults and prose
+NOT_DATA_FIELDS = frozenset({"training", "description"})
+
+
+def data_fields(entry_dump: dict) -> dict:
+    """The fields of a dumped catalog entry (entry.model_dump(mode="json")) that the store's contents depend on."""
+    return {k: v for k, v in entry_dump.items() if k not in NOT_DATA_FIELDS}
+
+
 def fingerprint(entry: DatasetEntry, files: list[dict], store_format: int) -> str:
     """Hash of everything the store's contents depend on: the entry, the files as they are, the format."""
-    # training defaults and prose do not change the store's contents
-    data_fields = entry.model_dump(mode="json", exclude={"training", "description"})
-    payload = {"entry": data_fields, "files": files, "format": store_format}
+    payload = {"entry": data_fields(entry.model_dump(mode="json")), "files": files, "format": store_format}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
