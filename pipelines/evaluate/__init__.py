@@ -28,7 +28,7 @@ from ..specs import EvaluateSpec
 from ..store import open_store, physical_floor, properties, reading
 from ..windows import Windows, denormalize
 from .baselines import Baselines
-from .metrics import MetricAccumulator
+from .metrics import MetricAccumulator, json_safe
 
 FORECASTERS = ("model", "persistence", "previous_day", "climatology")
 
@@ -114,23 +114,12 @@ def write_metrics(metrics: dict, info: dict, out_dir: str | Path) -> dict[str, P
 
     def build(tmp: Path) -> None:
         tmp.mkdir()
-        (tmp / names["metrics"]).write_text(json.dumps(_finite(metrics), indent=2))
+        (tmp / names["metrics"]).write_text(json.dumps(json_safe(metrics), indent=2))
         (tmp / names["info"]).write_text(json.dumps(info, indent=2))
         metrics_dataset(metrics, info).to_netcdf(tmp / names["netcdf"], engine="netcdf4")
 
     write_atomic(out_dir, build, "evaluation")
     return {k: out_dir / v for k, v in names.items()}
-
-
-def _finite(obj):
-    """JSON has no NaN/inf: undefined scores (e.g. climatology's ACC, 0/0) become null, inf a string."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None if np.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    return obj
 
 
 def run(spec: EvaluateSpec, progress: bool = True) -> tuple[dict, dict, dict[str, Path]]:

@@ -228,3 +228,14 @@ class MetricAccumulator:
         out = summary(chans)
         out["by_channel"] = {name: summary([i]) for i, name in enumerate(self.channels)}
         return {**out, "samples": self.n, "convention": CONVENTION}
+
+
+def json_safe(obj):
+    """Scores as JSON allows them: undefined ones (NaN, e.g. climatology's ACC, 0/0) become null, inf a string."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj

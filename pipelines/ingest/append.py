@@ -412,7 +412,6 @@ def _write_region(root: Path, arr: zarr.Array, start: int, values: np.ndarray) -
 
 def _write_appended(target: Path, tmp: Path, plan: _Plan, columns: dict, n_new: int, attrs: dict) -> None:
     live, n_old = plan.live, plan.n_old
-    n_total = n_old + n_new
     # the partial last chunk of each array along time is rewritten whole: not linked
     skip = set()
     if n_new:

@@ -41,7 +41,7 @@ import xarray as xr
 from .. import __version__
 from ..errors import InputError
 from ..evaluate.baselines import BaselinesAt
-from ..evaluate.metrics import MetricAccumulator
+from ..evaluate.metrics import MetricAccumulator, json_safe
 from ..forecast.archive import open_archive, reading_archive
 from ..forecast.output import forecast_variables
 from ..outputs import claim, ensure_writable, write_atomic
@@ -234,17 +234,6 @@ def verification_dataset(result: dict) -> xr.Dataset:
     return ds
 
 
-def _finite(obj):
-    """JSON has no NaN/inf: undefined scores become null, inf a string (as metrics.json)."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None if np.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    return obj
-
-
 def write_verification(result: dict, out_dir: str | Path) -> dict[str, Path]:
     """One verification folder, replaced whole: verification.json, .nc, .html, .md and the skill plot."""
     from .page import render_page
@@ -253,7 +242,7 @@ def write_verification(result: dict, out_dir: str | Path) -> dict[str, Path]:
 
     def build(tmp: Path) -> None:
         tmp.mkdir()
-        finite = _finite(result)
+        finite = json_safe(result)
         verification_dataset(result).to_netcdf(tmp / FILES["netcdf"], engine="netcdf4")
         html, markdown, plot = render_page(finite, tmp)
         (tmp / FILES["json"]).write_text(json.dumps({**finite, "plot": plot}, indent=2))
