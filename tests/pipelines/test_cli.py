@@ -65,3 +65,21 @@ def test_synth_commands_write_real_layouts(tmp_path):
     assert r.exit_code == 0 and (tmp_path / "wb/2m_temperature/2m_temperature_2010_5.625deg.nc").is_file()
     r = runner.invoke(app, ["synth", "taxibj", "--out", str(tmp_path / "bj"), "--rows", "8", "--cols", "8"])
     assert r.exit_code == 0 and (tmp_path / "bj/BJ16_M8x8_T30_InOut.h5").is_file()
+
+
+def test_simcast_bounds_openmp_spinning_before_torch_loads_unless_told_otherwise():
+    import os
+    import subprocess
+    import sys
+
+    code = "import pipelines, os, sys; print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+
+    def spin(**extra):
+        out = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                             check=True)
+        return out.stdout.split()
+
+    assert spin() == ["10000", "False"]  # set first: torch, loaded by the stages, reads it
+    assert spin(GOMP_SPINCOUNT="500")[0] == "500"
+    assert spin(OMP_WAIT_POLICY="ACTIVE")[0] == "None"
