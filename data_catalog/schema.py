@@ -102,11 +102,53 @@ class Extent(_Strict):
         return v
 
 
+class TimeRange(_Strict):
+    """Times to read from a source: start and end inclusive (a date alone covers its whole day); either may be
+    left out (from the first, to the last time)."""
+
+    start: dt.datetime | dt.date | None = None
+    end: dt.datetime | dt.date | None = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _date_only_is_a_date(cls, v):
+        return Period._date_only_is_a_date(v)  # "2015-12-31" means the whole day
+
+    def bounds(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        """(first, last) instants selected; a date-only end is the last instant of that day."""
+        start = None if self.start is None else pd.Timestamp(self.start)
+        end = None if self.end is None else pd.Timestamp(self.end)
+        if end is not None and not isinstance(self.end, dt.datetime):
+            end = end + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+        return start, end
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TimeRange":
+        start, end = self.bounds()
+        if start is None and end is None:
+            raise ValueError("give start, end or both")
+        if start is not None and end is not None and end < start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
 class Source(_Strict):
-    pattern: str = Field(description="glob of source files, relative to the root")
+    pattern: str | None = Field(None, description="glob of source files, relative to the root")
+    url: str | None = Field(
+        None, description="weatherbench2: a Zarr store instead of files: gs://, s3://, http(s):// (read anonymously "
+                          "through fsspec; gs:// needs pip install simcast[cloud]) or a local path, relative to the root")
+    time: TimeRange | None = Field(None, description="with url: the times to read, {start, end} (inclusive)")
     root: Literal["data", "bundled"] = Field(
         "data", description="data: the data root (SIMCAST_DATA_ROOT, default ./data); bundled: samples shipped with simcast"
     )
+
+    @model_validator(mode="after")
+    def _one_location(self) -> "Source":
+        if (self.pattern is None) == (self.url is None):
+            raise ValueError("give either pattern (source files) or url (a Zarr store)")
+        if self.time is not None and self.url is None:
+            raise ValueError("time selects from a Zarr store (url); files are selected by their pattern")
+        return self
 
 
 class Training(BaseModel):
@@ -131,7 +173,7 @@ class Training(BaseModel):
 
 class DatasetEntry(_Strict):
     name: str
-    kind: Literal["weatherbench", "taxibj"]
+    kind: Literal["weatherbench", "taxibj", "weatherbench2"]
     description: str = ""
     source: Source
     variables: list[Variable] = Field(min_length=1)
@@ -169,6 +211,11 @@ class DatasetEntry(_Strict):
     def _kind_rules(self) -> "DatasetEntry":
         if self.kind == "taxibj" and [v.name for v in self.variables] != ["inflow", "outflow"]:
             raise ValueError("taxibj entries have exactly the variables inflow and outflow")
+        if (self.kind == "weatherbench2") != (self.source.url is not None):
+            raise ValueError("weatherbench2 entries read one Zarr store (source.url); the other kinds read files "
+                             "(source.pattern)")
+        if self.kind == "weatherbench2" and any(v.pattern for v in self.variables):
+            raise ValueError("weatherbench2 entries read every variable from source.url: no variable patterns")
         names = self.channel_names()
         if len(set(names)) != len(names):
             raise ValueError(f"channel names repeat: {names}")

@@ -179,13 +179,18 @@ def train_model(spec: TrainSpec, nproc_per_node: int | None = None) -> dict:
 # ---- evaluate -------------------------------------------------------------------------------------------
 
 def evaluate_cache_key(context, parameters: dict) -> str | None:
-    """Cached by the checkpoint's contents, the store's fingerprint and the spec, while metrics.json is there."""
+    """Cached by the checkpoint's contents, the store's fingerprint, the external forecasts' metadata and the spec,
+    while metrics.json is there."""
+    from pipelines.remote import describe
+    from pipelines.specs import parse_external
+
     spec: EvaluateSpec = parameters["spec"]
     try:
         if not (spec.out / "metrics.json").is_file():
             return None
+        external = [describe(parse_external(text)[1]) for text in spec.external]
         return hash_objects("simcast-evaluate", spec.model_dump_json(exclude={"device"}),
-                            file_digest(spec.checkpoint), store_fingerprint(spec.store))
+                            file_digest(spec.checkpoint), store_fingerprint(spec.store), external)
     except Exception:  # noqa: BLE001
         return None
 

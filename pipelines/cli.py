@@ -301,6 +301,9 @@ def _metrics_table(metrics: dict, info: dict):
     for row in rows:
         table.add_row(*row)
     table.caption = "RMSE: sqrt of the mean squared error over all samples and grid points; *: best in its column"
+    if info.get("external"):
+        table.caption += (f"; every forecaster scored on the init times {', '.join(info['external'])} holds "
+                          f"({info['samples']} of {info.get('samples_without_external', '?')} samples)")
     return table
 
 

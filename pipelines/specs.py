@@ -167,7 +167,8 @@ class IngestSpec(Spec):
     entry: DatasetEntry = derived(help="the catalog entry")
     catalog: Path = derived(help="the catalog file the entry comes from")
     source_root: Path = derived(help="root of the entry's source patterns")
-    source: str | None = option(None, help="glob of source files, overriding the catalog's")
+    source: str | None = option(None, help="glob of source files (for a Zarr-store entry: its URL or path), "
+                                           "overriding the catalog's")
     store: Path = option(help="Zarr store to write (default: the catalog's, under the store root)")
     dask_address: str | None = option(None, help="run on this Dask scheduler, e.g. tcp://host:8786")
     force: bool = option(False, help="rebuild even when the store is current")
@@ -303,12 +304,44 @@ class _ModelStage(Spec):
         return None if v is None else parse_hours(v, "lead_hours")
 
 
+_EXTERNAL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+# the forecasters simcast scores itself, and the other top-level keys a metrics.json may hold
+_RESERVED_NAMES = ("model", "persistence", "previous_day", "climatology", "units", "lead_hours", "trained_hours")
+
+
+def parse_external(text: str, option: str = "external") -> tuple[str, str]:
+    """'hres=gs://bucket/forecast.zarr' -> ('hres', 'gs://bucket/forecast.zarr')."""
+    name, sep, url = str(text).partition("=")
+    name, url = name.strip(), url.strip()
+    if not sep or not name or not url:
+        raise UsageError(option, f"{text!r}: use NAME=URL, e.g. hres=gs://weatherbench2/datasets/hres/...zarr")
+    if not _EXTERNAL_NAME.match(name):
+        raise UsageError(option, f"{text!r}: the name {name!r} must start with a letter and hold only letters, "
+                                 "digits, '_', '-' and '.'")
+    if name in _RESERVED_NAMES:
+        raise UsageError(option, f"{text!r}: {name!r} is taken by simcast's own scores; choose another name")
+    return name, url
+
+
 class EvaluateSpec(_ModelStage):
     stage: ClassVar[str] = "evaluate"
 
     split: Literal["test", "validation", "train"] = option("test", help="split to score on")
     out: Path = option(help="folder for the scores (default: eval-SPLIT beside the checkpoint)")
     batch_size: int = option(64, help="samples per batch", ge=1)
+    external: list[str] = option([], help="an external forecast scored beside the model, NAME=URL: a Zarr store "
+                                          "(gs://, https://, a path) in WeatherBench2's forecast layout (time: init "
+                                          "time, prediction_timedelta: lead time) on the store's grid; every "
+                                          "forecaster is then scored on the init times it holds; repeatable",
+                                 repeatable=True)
+
+    @field_validator("external")
+    @classmethod
+    def _externals(cls, v):
+        names = [parse_external(text)[0] for text in v]
+        if len(set(names)) < len(names):
+            raise UsageError("external", f"names repeat: {', '.join(names)}")
+        return v
 
     @classmethod
     def from_catalog(cls, dataset: str, settings: Settings | None = None, **overrides) -> "EvaluateSpec":
@@ -321,6 +354,12 @@ class EvaluateSpec(_ModelStage):
         split = overrides.get("split") or "test"
         values = {"dataset": dataset, "checkpoint": checkpoint, "store": settings.store_path(entry),
                   "out": checkpoint.parent / f"eval-{split}"}
+        if overrides.get("external"):  # a local forecast's path is kept absolute, as the checkpoint's
+            from .remote import resolve
+
+            given = overrides["external"]
+            given = [given] if isinstance(given, str) else list(given)
+            overrides = {**overrides, "external": [f"{n}={resolve(u)}" for n, u in map(parse_external, given)]}
         return build(cls, values, {**overrides, "checkpoint": checkpoint})
 
 

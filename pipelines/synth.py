@@ -1,4 +1,5 @@
-"""Synthetic data written exactly in the WeatherBench NetCDF and TaxiBJ HDF5 layouts, deterministic from a seed.
+"""Synthetic data written exactly in the WeatherBench NetCDF, WeatherBench2 Zarr and TaxiBJ HDF5 layouts,
+deterministic from a seed.
 
 Weather fields have a latitude gradient, seasonal and diurnal cycles and eastward-moving anomalies;
 traffic flows have daily commuting peaks, a weekly rhythm, hotspots and Poisson noise.
@@ -141,6 +142,79 @@ def write_weatherbench(out: str | Path, start: str, end: str, variables=("t2m",)
                          "synthetic")
             paths.append(path)
     return paths
+
+
+# WeatherBench2's stores: simcast's name -> (the store's name, the WeatherBench 1 file's level); its 13 levels
+WEATHERBENCH2_VARIABLES = {
+    "t2m": ("2m_temperature", None),
+    "u10": ("10m_u_component_of_wind", None),
+    "v10": ("10m_v_component_of_wind", None),
+    "z": ("geopotential", 500),
+    "t": ("temperature", 850),
+}
+WEATHERBENCH2_LEVELS = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
+_LEVEL_SLOPE = {"z": -98.0, "t": 0.065}  # change per hPa away from the WeatherBench 1 level (m2 s-2, K)
+
+
+def weatherbench2_field(name: str, times: pd.DatetimeIndex, lat: np.ndarray, lon: np.ndarray, seed: int,
+                        levels=WEATHERBENCH2_LEVELS) -> np.ndarray:
+    """`weather_field` on (time, lat, lon), or (time, level, lat, lon) for z and t: at the WeatherBench 1 level
+    (z500, t850) the very values `write_weatherbench` writes, at other levels shifted by a lapse with pressure."""
+    base = weather_field(name, times, lat, lon, seed)
+    level0 = WEATHERBENCH2_VARIABLES[name][1]
+    if level0 is None:
+        return base
+    shift = _LEVEL_SLOPE[name] * (np.asarray(levels, dtype="float64") - level0)
+    return base[:, None] + shift[None, :, None, None]
+
+
+def weatherbench2_dataset(start: str, end: str, variables=("t2m",), resolution: float = 5.625, freq: str = "6h",
+                          seed: int = 0, levels=WEATHERBENCH2_LEVELS) -> xr.Dataset:
+    """ERA5 in WeatherBench2's Zarr layout (its 64x32_equiangular_conservative stores at 5.625 deg): variables
+    named 2m_temperature, geopotential, ...; dims (time, longitude, latitude) and (time, level, longitude,
+    latitude); latitude ascending, longitude 0..360; float32; attributes long_name, short_name, units. `end` is the
+    last day (inclusive)."""
+    lat, lon = global_grid(resolution)
+    times = pd.date_range(start, pd.Timestamp(end) + pd.Timedelta(days=1), freq=freq, inclusive="left")
+    data = {}
+    for name in variables:
+        if name not in WEATHERBENCH2_VARIABLES:
+            raise UsageError("variables", f"unknown variable {name!r}; choose from {', '.join(WEATHERBENCH2_VARIABLES)}")
+        store_name, level0 = WEATHERBENCH2_VARIABLES[name]
+        values = weatherbench2_field(name, times, lat, lon, seed, levels).astype("float32")
+        _, units, long_name = cf.VARIABLES[name]
+        dims = ("time", "latitude", "longitude") if level0 is None else ("time", "level", "latitude", "longitude")
+        da = xr.DataArray(values, dims=dims, attrs={"long_name": long_name, "short_name": name, "units": units})
+        data[store_name] = da.transpose(*dims[:-2], "longitude", "latitude")
+    coords = {"time": times, "latitude": ("latitude", lat.astype("float64")),
+              "longitude": ("longitude", lon.astype("float64"))}
+    if any(WEATHERBENCH2_VARIABLES[n][1] is not None for n in variables):
+        coords["level"] = ("level", np.asarray(levels, dtype="int64"))
+    ds = xr.Dataset(data, coords=coords)
+    ds["latitude"].attrs = {"long_name": "latitude", "units": "degrees_north"}
+    ds["longitude"].attrs = {"long_name": "longitude", "units": "degrees_east"}
+    ds.attrs = {"simcast_synthetic": 1, "history": "simcast synthetic data in the WeatherBench2 layout"}
+    return ds
+
+
+def write_zarr_store(ds: xr.Dataset, out: str | Path, time_chunk: int = 20) -> Path:
+    """A Zarr store as WeatherBench2 publishes them: Zarr format 2, consolidated metadata, chunked along time."""
+    encoding = {"time": {"units": "hours since 1959-01-01", "dtype": "int64"}}
+    if "prediction_timedelta" in ds.coords:
+        encoding["prediction_timedelta"] = {"units": "hours", "dtype": "int64"}
+    ds = ds.chunk({"time": time_chunk})
+
+    def write(tmp: Path) -> None:
+        ds.to_zarr(tmp, mode="w-", zarr_format=2, consolidated=True, encoding=encoding)
+
+    return write_atomic(Path(out), write, "synthetic")
+
+
+def write_weatherbench2(out: str | Path, start: str, end: str, variables=("t2m",), resolution: float = 5.625,
+                        freq: str = "6h", seed: int = 0, levels=WEATHERBENCH2_LEVELS, time_chunk: int = 20) -> Path:
+    """Write a WeatherBench2-layout ERA5 store (see weatherbench2_dataset) at out; returns its path."""
+    ds = weatherbench2_dataset(start, end, variables, resolution, freq, seed, levels)
+    return write_zarr_store(ds, out, time_chunk)
 
 
 # TaxiBJ's four files and the periods they cover

@@ -5,6 +5,10 @@ units, overall and per lead time.
 
 Beyond the trained output length (`lead_hours`), the model is rolled out exactly as a forecast is, and every
 lead is scored next to the same baselines.
+
+External forecasts (`--external NAME=URL`, WeatherBench2's forecast layout: external.py) are scored beside them;
+every forecaster is then scored on the samples whose init times (the window's last input time) the external
+forecasts hold.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ from ..errors import InputError
 from ..forecast import horizon_steps, model_predictor
 from ..outputs import claim, ensure_writable, write_atomic
 from ..settings import resolve_device
-from ..specs import EvaluateSpec
+from ..specs import EvaluateSpec, parse_external
 from ..store import open_store, physical_floor, properties, reading
+from ..timeaxis import ns
+from ..timefmt import iso_minutes
 from ..windows import Windows, denormalize
 from .baselines import Baselines
+from .external import External, open_external
 from .metrics import MetricAccumulator, json_safe
 
 FORECASTERS = ("model", "persistence", "previous_day", "climatology")
@@ -45,21 +52,43 @@ def clamp_physical(x: torch.Tensor, floor: float | None) -> torch.Tensor:
     return x if floor is None else x.clamp_min(floor)
 
 
-def evaluate(w: Windows, predict: Callable, batch_size: int = 64, progress: bool = True) -> tuple[dict, dict]:
+def _restrict(w: Windows, samples: np.ndarray, external: list[External]) -> tuple[np.ndarray, np.ndarray]:
+    """The samples (and their init times, ns) whose init times every external forecast holds; one line naming
+    the forecast when none is left."""
+    init_ns = ns(w.times[w.starts[samples] + w.spec.input - 1])
+    for ext in external:
+        keep = ext.covers(init_ns)
+        if not keep.any():
+            have = np.sort(ext.init_ns)
+            theirs = (f"{have.size} init times {iso_minutes(pd.Timestamp(int(have[0])))} .. "
+                      f"{iso_minutes(pd.Timestamp(int(have[-1])))}" if have.size else "no init times")
+            raise InputError(ext.url, f"no init time in common with the {w.split} split's {init_ns.size} samples "
+                                      f"(init times {iso_minutes(pd.Timestamp(int(init_ns[0])))} .. "
+                                      f"{iso_minutes(pd.Timestamp(int(init_ns[-1])))}); it has {theirs}")
+        samples, init_ns = samples[keep], init_ns[keep]
+    return samples, init_ns
+
+
+def evaluate(w: Windows, predict: Callable, batch_size: int = 64, progress: bool = True,
+             external: list[External] = ()) -> tuple[dict, dict]:
     """Score `predict` (normalized x, sample index -> normalized forecast (B, T_out, C, H, W)) and the baselines
-    on every sample of `w` whose previous-day frames exist. Returns ({forecaster: result}, info)."""
+    on every sample of `w` whose previous-day frames exist (and, with external forecasts, whose init time each of
+    them holds: then they are scored too, by their names). Returns ({forecaster: result}, info)."""
     base = Baselines(w)
     samples = base.eligible()
     if samples.size == 0:
         raise InputError(w.ds.encoding.get("source", "store"),
                          f"the {w.split} split has no complete window of {w.spec.length} steps with its "
                          "previous-day frames")
-    accs = {name: _accumulator(w) for name in FORECASTERS}
+    eligible = int(samples.size)
+    samples, init_ns = _restrict(w, samples, list(external))
+    accs = {name: _accumulator(w) for name in (*FORECASTERS, *(e.name for e in external))}
     floor = physical_floor(w.ds)
     n_ch = len(w.channels)
     for start in tqdm(range(0, samples.size, batch_size), desc=f"evaluate {w.split}", disable=not progress,
                       unit="batch"):
         index = samples[start:start + batch_size]
+        inits = init_ns[start:start + batch_size]
         x, y = w.batch(torch.from_numpy(index))
         with torch.no_grad():
             pred = predict(x, index)[:, :, :n_ch].float()
@@ -72,6 +101,8 @@ def evaluate(w: Windows, predict: Callable, batch_size: int = 64, progress: bool
             "previous_day": base.previous_day(index).to(w.device),
             "climatology": clim,
         }
+        for ext in external:
+            forecasts[ext.name] = torch.from_numpy(ext.take(inits)).to(w.device)
         for name, f in forecasts.items():
             accs[name].update(f, truth, climatology=clim if "lat" in w.ds.dims else None)
     t0 = w.times[w.starts[samples] + w.spec.input - 1]
@@ -86,6 +117,9 @@ def evaluate(w: Windows, predict: Callable, batch_size: int = 64, progress: bool
         "time_step": w.ds.attrs["time_step"],
         "units": {c: str(u) for c, u in zip(w.channels, w.ds["units"].values)},
     }
+    if external:
+        info["external"] = {e.name: {"url": e.url, "init_times": int(e.init_ns.size)} for e in external}
+        info["samples_without_external"] = eligible  # before keeping the init times the external forecasts hold
     return {name: a.result() for name, a in accs.items()}, info
 
 
@@ -133,10 +167,19 @@ def run(spec: EvaluateSpec, progress: bool = True) -> tuple[dict, dict, dict[str
     trained = window_spec(ckpt)
     steps = horizon_steps(spec.lead_hours, trained, ds, "lead_hours")
     w_spec = trained.model_copy(update={"output": steps})
-    with reading(spec.store):
-        w = Windows(ds, spec.split, w_spec, device=dev)
-        predict = model_predictor(model, w, steps, dev)
-        metrics, info = evaluate(w, predict, spec.batch_size, progress)
+    lead_ns = np.arange(1, steps + 1, dtype=np.int64) * pd.Timedelta(ds.attrs["time_step"]).value
+    external = []
+    try:
+        for text in spec.external:
+            name, url = parse_external(text)
+            external.append(open_external(name, url, ds, lead_ns))
+        with reading(spec.store):
+            w = Windows(ds, spec.split, w_spec, device=dev)
+            predict = model_predictor(model, w, steps, dev)
+            metrics, info = evaluate(w, predict, spec.batch_size, progress, external)
+    finally:
+        for ext in external:
+            ext.close()
     info.update({"dataset": spec.dataset, "checkpoint": str(spec.checkpoint), "store": str(spec.store),
                  "best_epoch": ckpt.get("state", {}).get("best_epoch"), "trained_output": trained.output,
                  "rollout": steps > trained.output})

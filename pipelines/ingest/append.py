@@ -15,7 +15,9 @@
     in the training period (the statistics stay those of the store);
   - a changed holiday file flags the store's days as before.
 
-Anything else is a full ingest, and `try_append` returns the reason (the summary's "rebuilt"). The new part is
+Anything else is a full ingest, and `try_append` returns the reason (the summary's "rebuilt"); so is any change of
+an entry whose source is a Zarr store (source.url, weatherbench2): its fingerprint is its consolidated metadata,
+which does not tell which times are new. The new part is
 validated as a full ingest validates (grid and channels against the store, regular step, continuity with the
 store's last time under the entry's `gaps` rule, NaN / infinite values, valid ranges, duplicates); a problem is
 one line naming the file, and the store is untouched.
@@ -121,6 +123,9 @@ def _relative_split(entry) -> str | None:
 
 def _plan(spec: IngestSpec, sources: Sources, attrs: dict, properties: dict) -> _Plan:
     entry, target = spec.entry, spec.store
+    if entry.source.url is not None:
+        raise _Rebuild("the source is a Zarr store (source.url), whose changes are not followed file by file: "
+                       "a changed store is ingested whole")
     if attrs.get("simcast_format") != STORE_FORMAT:
         raise _Rebuild(f"the store has format {attrs.get('simcast_format')}, this simcast writes {STORE_FORMAT}")
     try:

@@ -1,4 +1,7 @@
-"""Finding an entry's source files and fingerprinting them, so an unchanged ingest can be skipped."""
+"""Finding an entry's source files and fingerprinting them, so an unchanged ingest can be skipped.
+
+An entry with `source.url` (weatherbench2) has one source, a Zarr store (a URL or a local path): it is fingerprinted
+by its consolidated metadata (pipelines.remote.describe), and its location stands where the files would."""
 
 from __future__ import annotations
 
@@ -66,8 +69,8 @@ def fingerprint(entry: DatasetEntry, files: list[dict], store_format: int) -> st
 
 @dataclass(frozen=True)
 class Sources:
-    by_variable: dict[str, list[Path]]  # source files per variable ('*': shared by all)
-    files: list[Path]                   # every data file, sorted
+    by_variable: dict[str, list[Path]]  # source files per variable ('*': shared by all); a store: {'*': [location]}
+    files: list[Path]                   # every data file, sorted (a store: its location, a str)
     holidays: Path | None
     described: list[dict]               # provenance: path, size, mtime of each file (holidays included)
     fingerprint: str                    # what the store's contents depend on
@@ -75,6 +78,8 @@ class Sources:
 
 def find_sources(entry: DatasetEntry, root: Path, source: str | None, store_format: int) -> Sources:
     """An entry's source files as they are now, and the fingerprint a store built from them carries."""
+    if entry.source.url is not None:
+        return zarr_source(entry, root, source, store_format)
     by_variable = entry_files(entry, root, source)
     files = sorted({f for fs in by_variable.values() for f in fs})
     holidays = root / entry.holidays if entry.holidays else None
@@ -82,3 +87,12 @@ def find_sources(entry: DatasetEntry, root: Path, source: str | None, store_form
         raise InputError(holidays, "holiday file named in the catalog does not exist")
     described = describe_files(files + ([holidays] if holidays else []))
     return Sources(by_variable, files, holidays, described, fingerprint(entry, described, store_format))
+
+
+def zarr_source(entry: DatasetEntry, root: Path, source: str | None, store_format: int) -> Sources:
+    """The Zarr store of an entry with source.url (or --source: a URL or a path relative to the working folder)."""
+    from ..remote import describe, resolve
+
+    location = resolve(source, Path.cwd()) if source is not None else resolve(entry.source.url, root)
+    described = [describe(location)]
+    return Sources({"*": [location]}, [location], None, described, fingerprint(entry, described, store_format))

@@ -59,4 +59,4 @@ def read_source(entry: DatasetEntry, files: dict[str, list[Path]]) -> xr.Dataset
     return reader_for(entry).read(entry, files)
 
 
-from . import taxibj, weatherbench  # noqa: E402,F401  (registers the readers)
+from . import taxibj, weatherbench, wb2  # noqa: E402,F401  (registers the readers)
