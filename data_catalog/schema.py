@@ -151,6 +151,61 @@ class Source(_Strict):
         return self
 
 
+class DownloadFile(_Strict):
+    """One file or archive of an entry's sources: fetched from `url` into the data root by `simcast download`, or,
+    without a url, put there by hand as the entry's `download.instructions` say."""
+
+    path: str = Field(description="where it goes, relative to the data root: the file itself, or for an archive the "
+                                  "folder its members are unpacked into (keeping their names)")
+    url: str | None = Field(None, description="http(s) address; none: no stable link, get it by hand (instructions)")
+    archive: Literal["zip"] | None = Field(None, description="zip: the url serves a zip archive, unpacked into path")
+    variable: str | None = Field(None, description="the entry's variable it holds (none: every variable, or not data)")
+    size: int | None = Field(None, ge=0, description="bytes the url serves (or of the file), when known in advance")
+    sha256: str | None = Field(None, description="SHA-256 of what the url serves (or of the file), when known")
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        parts = v.replace("\\", "/").split("/")
+        if not v.strip() or v.startswith(("/", "~")) or ".." in parts:
+            raise ValueError(f"must be a path inside the data root (relative, no '..'), got {v!r}")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// address, got {v!r}")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) != 64 or any(c not in "0123456789abcdefABCDEF" for c in v)):
+            raise ValueError(f"must be 64 hexadecimal digits, got {v!r}")
+        return None if v is None else v.lower()
+
+    @model_validator(mode="after")
+    def _archive_needs_url(self) -> "DownloadFile":
+        if self.archive is not None and self.url is None:
+            raise ValueError("an archive is downloaded: give its url")
+        return self
+
+
+class Download(_Strict):
+    """Where an entry's source files come from (`simcast download NAME`)."""
+
+    files: list[DownloadFile] = Field(min_length=1, description="the files and archives, each with its place")
+    instructions: str | None = Field(None, description="where to get the files that have no url (shown, with the "
+                                                        "places they go, while they are missing)")
+
+    @model_validator(mode="after")
+    def _instructions_for_manual_files(self) -> "Download":
+        if self.instructions is None and any(f.url is None for f in self.files):
+            raise ValueError("files without a url need instructions: where to get them")
+        return self
+
+
 class Training(BaseModel):
     """Default training settings of an entry: `simcast train NAME` with no options does this.
 
@@ -195,6 +250,8 @@ class DatasetEntry(_Strict):
         None, description="time zone of the time stamps (IANA name, e.g. UTC, Asia/Shanghai); default: UTC for "
                           "weatherbench, the city's local time (unnamed) for taxibj")
     training: Training | None = None
+    download: Download | None = Field(
+        None, description="where the source files come from: `simcast download NAME` fetches them into the data root")
 
     @field_validator("time_step")
     @classmethod
@@ -219,6 +276,15 @@ class DatasetEntry(_Strict):
         names = self.channel_names()
         if len(set(names)) != len(names):
             raise ValueError(f"channel names repeat: {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _download_variables(self) -> "DatasetEntry":
+        names = [v.name for v in self.variables]
+        for f in self.download.files if self.download else []:
+            if f.variable is not None and f.variable not in names:
+                raise ValueError(f"download: {f.path}: variable {f.variable!r} is not one of the entry's "
+                                 f"({', '.join(names)})")
         return self
 
     @property

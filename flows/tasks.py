@@ -24,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.hashing import hash_objects
 
 from pipelines.errors import USER_ERRORS, UsageError, one_line
-from pipelines.specs import EvaluateSpec, ForecastSpec, IngestSpec, ReportSpec, TrainSpec, VerifySpec
+from pipelines.specs import DownloadSpec, EvaluateSpec, ForecastSpec, IngestSpec, ReportSpec, TrainSpec, VerifySpec
 
 
 class BadInput(Exception):
@@ -65,6 +65,26 @@ def store_fingerprint(store: str | Path) -> str | None:
 
     attrs = read_attrs(Path(store))
     return None if attrs is None else attrs.get("fingerprint")
+
+
+# ---- download -------------------------------------------------------------------------------------------
+
+@task(name="download", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=io_retry,
+      task_run_name="download {spec.dataset}")
+def download_sources(spec: DownloadSpec) -> dict:
+    """Fetch the entry's raw files into the data root (resumable, checked; a no-op, without the network, when they
+    are there and verified). Data without a stable link (TaxiBJ) fails with where to get the files and where they go."""
+    from pipelines import download
+
+    logger = get_run_logger()
+    with one_line_errors():
+        result = download.run(spec, progress=False, log=logger.info)
+    if result.note:
+        logger.info("%s: %s", spec.dataset, result.note)
+    for item in result.items:
+        logger.info("%s: %s%s", spec.data_root / item.path, item.status,
+                    f" ({item.transferred} bytes transferred)" if item.status == "downloaded" else "")
+    return result.as_dict()
 
 
 # ---- ingest ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The training flow: ingest (skipped when the store is current) -> train -> evaluate -> maps and report.
+"""The training flow: (download) -> ingest (skipped when the store is current) -> train -> evaluate -> maps and report.
 
 One flow function, deployed under two names: `weatherbench-train` (default data set: the bundled ERA5 UK sample)
 and `taxibj-train` (default: the bundled NYBike sample). Everything a run writes lands in its run folder
@@ -12,10 +12,18 @@ from prefect import flow
 
 from flows.artifacts import publish_training
 from flows.defaults import default_dataset
-from flows.tasks import evaluate_model, ingest_store, map_report, one_line_errors, train_model, write_forecast
+from flows.tasks import (
+    download_sources,
+    evaluate_model,
+    ingest_store,
+    map_report,
+    one_line_errors,
+    train_model,
+    write_forecast,
+)
 from pipelines.forecast import latest_init_with_truth
 from pipelines.settings import Settings
-from pipelines.specs import EvaluateSpec, ForecastSpec, IngestSpec, ReportSpec, TrainSpec
+from pipelines.specs import DownloadSpec, EvaluateSpec, ForecastSpec, IngestSpec, ReportSpec, TrainSpec
 from pipelines.timefmt import parse_lead
 
 
@@ -23,7 +31,8 @@ def train_flow(dataset: str | None = None, preset: str | None = None, translator
                epochs: int | None = None, device: str = "auto", source: str | None = None,
                train_options: dict | None = None, nproc_per_node: int | None = None, dask_address: str | None = None,
                force_ingest: bool = False, runs_dir: str | None = None, split: str = "test",
-               projection: str = "PlateCarree", map_leads: list[str | float] | None = None) -> dict:
+               projection: str = "PlateCarree", map_leads: list[str | float] | None = None,
+               download: bool = False) -> dict:
     """Train SimVP on a catalog entry: ingest -> train -> evaluate next to the baselines -> maps and report.
 
     Args:
@@ -43,6 +52,8 @@ def train_flow(dataset: str | None = None, preset: str | None = None, translator
         split: split to score on.
         projection: cartopy projection of the maps (PlateCarree, Robinson, ...).
         map_leads: lead times to map, hours or strings like "6h" (default: up to four).
+        download: first fetch the entry's raw files into the data root (`simcast download`; a no-op when they are
+            there and verified).
     """
     dataset = dataset or default_dataset()
     with one_line_errors():
@@ -51,6 +62,9 @@ def train_flow(dataset: str | None = None, preset: str | None = None, translator
         settings = Settings.load(runs_root=runs_dir)
         ingest_spec = IngestSpec.from_catalog(dataset, settings, source=source, dask_address=dask_address,
                                               force=force_ingest)
+        fetch = DownloadSpec.from_catalog(dataset, settings) if download else None
+    if fetch is not None:
+        download_sources(fetch)
     store = ingest_store(ingest_spec)
     with one_line_errors():
         spec = TrainSpec.from_catalog(dataset, settings, store=store["store"], preset=preset, translator=translator,

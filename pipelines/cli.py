@@ -214,7 +214,37 @@ def _print_summary(s: dict, skipped: bool) -> None:
     console.print(table)
 
 
-from .specs import EvaluateSpec, ForecastSpec, IngestSpec, ReportSpec, TrainSpec, VerifySpec  # noqa: E402
+from .specs import (  # noqa: E402
+    DownloadSpec,
+    EvaluateSpec,
+    ForecastSpec,
+    IngestSpec,
+    ReportSpec,
+    TrainSpec,
+    VerifySpec,
+)
+
+
+@stage_command(app, "download", DownloadSpec)
+def download(dataset: str, **options) -> None:
+    """Fetch a catalog entry's raw files into the data root where ingest looks for them (resumable, checked,
+    recorded in the data root's .simcast-downloads.json); for data without a stable link (TaxiBJ), say where to
+    get the files and where to put them."""
+    from .download import run
+    from .download import _size as size
+
+    result = run(DownloadSpec.from_catalog(dataset, **options))
+    if result.note:
+        print(f"{dataset}: {result.note}")
+        return
+    for item in result.items:
+        what = {"present": f"present and verified ({item.files} files)" if item.files > 1 else "present and verified",
+                "downloaded": f"downloaded ({size(item.transferred)} transferred, {item.files} files put in place)",
+                "in place": "in place"}[item.status]
+        print(f"{result.data_root / item.path}: {what}")
+    print(f"{dataset}: every file is in place under {result.data_root}; next: simcast ingest {dataset}")
+
+
 
 
 @stage_command(app, "ingest", IngestSpec, extra=[_extra("as_json", bool, typer.Option("--json", help="print the "

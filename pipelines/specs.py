@@ -158,6 +158,30 @@ def build(cls, values: dict, overrides: dict) -> Any:
         raise UsageError(option_name, msg) from None
 
 
+# ---- download -----------------------------------------------------------------------------------------
+
+class DownloadSpec(Spec):
+    stage: ClassVar[str] = "download"
+
+    dataset: str = option(help="catalog entry", positional=True)
+    entry: DatasetEntry = derived(help="the catalog entry")
+    catalog: Path = derived(help="the catalog file the entry comes from")
+    data_root: Path = derived(help="where the files go: the root of the entry's source patterns")
+    check: bool = option(False, help="hash every downloaded file again and compare it with the record made at its "
+                                     "download (default: a file whose size and modification time are unchanged "
+                                     "counts as verified)")
+    retries: int = option(3, help="times an interrupted transfer is resumed before the command gives up", ge=0)
+
+    @classmethod
+    def from_catalog(cls, dataset: str, settings: Settings | None = None, **overrides) -> "DownloadSpec":
+        settings = settings or Settings.load()
+        catalog = settings.catalog()
+        entry = catalog[dataset]
+        values = {"dataset": dataset, "entry": entry, "catalog": catalog.origins[dataset],
+                  "data_root": settings.source_root(entry)}
+        return build(cls, values, overrides)
+
+
 # ---- ingest -------------------------------------------------------------------------------------------
 
 class IngestSpec(Spec):
@@ -476,4 +500,4 @@ def _device_name(value: str) -> str:
     return value
 
 
-SPECS = {s.stage: s for s in (IngestSpec, TrainSpec, EvaluateSpec, ForecastSpec, VerifySpec, ReportSpec)}
+SPECS = {s.stage: s for s in (DownloadSpec, IngestSpec, TrainSpec, EvaluateSpec, ForecastSpec, VerifySpec, ReportSpec)}

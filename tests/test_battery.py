@@ -182,13 +182,18 @@ def _tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
+# an entry whose archive is on a port nothing listens on
+DL_REFUSED = {**TINY_WB, "source": {"pattern": "dl/*.nc"}, "store": "dl.zarr",
+              "download": {"files": [{"path": "dl", "archive": "zip", "url": "http://127.0.0.1:9/weatherbench.zip"}]}}
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     w = tmp_path_factory.mktemp("battery")
     synth.write_weatherbench(w / "data/wb", "2010-01-01", "2010-01-07", resolution=1.0,
                              region=((50.0, 58.0), (-10.0, 2.0)))
     synth.write_taxibj(w / "data/bj", {"BJ13": ("2013-07-01", "2013-07-10")}, grid=(8, 8))
-    entries = {"tiny-wb": TINY_WB, "tiny-bj": TINY_BJ, **_bad_weather(w), **_bad_traffic(w)}
+    entries = {"tiny-wb": TINY_WB, "tiny-bj": TINY_BJ, **_bad_weather(w), **_bad_traffic(w), "dl-refused": DL_REFUSED}
     (w / "catalog.yaml").write_text(yaml.safe_dump({"datasets": entries}, sort_keys=False))
     env = {"SIMCAST_DATA_ROOT": str(w / "data"), "SIMCAST_STORE_ROOT": str(w / "stores"),
            "SIMCAST_RUNS_ROOT": str(w / "runs"), "SIMCAST_OUTPUT_ROOT": str(w / "outputs"),
@@ -309,6 +314,20 @@ CASES = {
     "ingest: another data set's store": Case(["ingest", "tiny-bj", "--store", f"{W}/stores/tiny-wb.zarr"], 1,
                                              ["tiny-wb.zarr", "holds data set 'tiny-wb', not 'tiny-bj'"]),
     "train: not an integer": Case(TRAIN + ["--epochs", "1.5"], 2, ["--epochs", "'1.5' is not an integer"]),
+    # download
+    "download: unknown entry": Case(["download", "nope"], 2, ["no data set named 'nope'"]),
+    "download: negative retries": Case(["download", "dl-refused", "--retries", "-1"], 2, ["--retries", "must be >= 0"]),
+    "download: no download, no files": Case(["download", "tiny-wb"], 1, [f"{W}/nowhere/wb/2m_temperature/*.nc",
+                                                                         "no download section"],
+                                            env={"SIMCAST_DATA_ROOT": f"{W}/nowhere"}),
+    "download: taxibj by hand": Case(["download", "taxibj"], 1, [f"{W}/data/taxibj/BJ13_M32x32_T30_InOut.h5",
+                                                                 "lucktroy/DeepST"]),
+    "download: connection refused": Case(["download", "dl-refused"], 1, ["http://127.0.0.1:9/weatherbench.zip",
+                                                                         "cannot connect"]),
+    "download: data root is a file": Case(["download", "dl-refused"], 1, [f"{W}/plain.txt", "is a file, not a folder"],
+                                          env={"SIMCAST_DATA_ROOT": f"{W}/plain.txt"}),
+    "download: read-only data root": Case(["download", "dl-refused"], 1, [f"{W}/locked", "cannot write here"],
+                                          env={"SIMCAST_DATA_ROOT": f"{W}/locked"}, needs_read_only=True),
     # info
     "info: no store": Case(["info", f"{W}/nothing.zarr"], 1, [f"{W}/nothing.zarr", "does not exist"]),
     "info: a user folder": Case(["info", f"{W}/mydocs"], 1, [f"{W}/mydocs", "not a simcast Zarr store"]),

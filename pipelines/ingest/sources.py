@@ -52,8 +52,8 @@ def describe_files(files: list[Path]) -> list[dict]:
     return out
 
 
-# catalog fields that do not change a store's contents: training defaults and prose
-NOT_DATA_FIELDS = frozenset({"training", "description"})
+# catalog fields that do not change a store's contents: training defaults, prose, where the files come from
+NOT_DATA_FIELDS = frozenset({"training", "description", "download"})
 
 
 def data_fields(entry_dump: dict) -> dict:
