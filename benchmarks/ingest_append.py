@@ -25,21 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-CATALOG = """
-datasets:
-  wb-full:
-    kind: weatherbench
-    source: {{pattern: "{root}/2m_temperature/2m_temperature_*_5.625deg.nc"}}
-    variables: [{{name: t2m}}]
-    time_step: 1h
-    splits:
-      train: {{start: 2010-01-01, end: 2015-12-31}}
-      validation: {{start: 2016-01-01, end: 2016-12-31}}
-      test: {{start: 2017-01-01, end: 2018-12-31}}
-    window: {{input: 12, output: 12}}
-    grid: [32, 64]
-    store: {store}
-"""
+from ingest_memory import CATALOG  # the same 40-year entry as the memory benchmark
 
 CHILD = """
 import json, sys, time
