@@ -75,16 +75,17 @@ def provenance_rows(fc: xr.Dataset, forecast_path: Path, truth_path: str) -> lis
     return [(k, v) for k, v in rows if v != ""]
 
 
-def _lead_ranges(hours: list[float]) -> str:
-    """[1, 2, 3, 7] -> '+1 h to +3 h, +7 h' (consecutive leads joined)."""
+def _lead_ranges(hours: list[float], step: float) -> str:
+    """[1, 2, 3, 7] (step 1) -> '+1 h to +3 h, +7 h': leads one step apart joined."""
     def text(h):
         return format_lead(pd.Timedelta(hours=h))
-    runs, start = [], 0
-    for i in range(1, len(hours) + 1):
-        if i == len(hours) or i - start != round((hours[i] - hours[start]) / (hours[1] - hours[0])):
-            runs.append(text(hours[start]) if i - 1 == start else f"{text(hours[start])} to {text(hours[i - 1])}")
-            start = i
-    return ", ".join(runs)
+    runs = [[hours[0]]] if hours else []
+    for h in hours[1:]:
+        if abs(h - runs[-1][-1] - step) < 1e-9:
+            runs[-1].append(h)
+        else:
+            runs.append([h])
+    return ", ".join(text(r[0]) if len(r) == 1 else f"{text(r[0])} to {text(r[-1])}" for r in runs)
 
 
 def skill_summary(metrics: dict, metric: str, lead_hours: list[float]) -> list[str]:
@@ -97,7 +98,8 @@ def skill_summary(metrics: dict, metric: str, lead_hours: list[float]) -> list[s
             out.append(f"The model beats {who} at every lead ({label}).")
         else:
             leads = [lead_hours[i] for i in worse if i < len(lead_hours)]
-            share = "every lead" if len(worse) == len(lead_hours) else _lead_ranges(leads)
+            step = lead_hours[1] - lead_hours[0] if len(lead_hours) > 1 else 1.0
+            share = "every lead" if len(worse) == len(lead_hours) else _lead_ranges(leads, step)
             out.append(f"The model is behind {who} at {share} ({label}).")
     return out
 

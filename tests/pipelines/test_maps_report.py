@@ -274,6 +274,13 @@ def test_the_report_says_at_which_leads_the_model_is_behind():
         "The model is behind persistence at +30 min (RMSE).",
         "The model is behind the previous day at +1 h 30 min to +2 h, +3 h (RMSE).",
         "The model beats climatology at every lead (RMSE)."]
+    hours = list(range(1, 49))
+    series = {"model": [2.0] * 48, "persistence": [3.0] * 48}
+    for i in (0, 22, 23, 24, 25, 26, 45, 46, 47):
+        series["persistence"][i] = 1.0
+    two_days = {k: {"by_lead": {"rmse": v}} for k, v in series.items()}
+    assert skill_summary(two_days, "rmse", hours) == [
+        "The model is behind persistence at +1 h, +23 h to +27 h, +46 h to +48 h (RMSE)."]
     acc = {"model": {"by_lead": {"acc": [0.9, 0.5]}}, "persistence": {"by_lead": {"acc": [0.95, 0.4]}}}
     assert skill_summary(acc, "acc", [1, 2]) == ["The model is behind persistence at +1 h (ACC)."]
 
