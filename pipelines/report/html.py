@@ -27,14 +27,8 @@ def _html(title: str, prov, table, metrics_png: str | None, maps: list[tuple[str
     out.append("</table>")
     if table is not None:
         header, rows = table
-        out.append("<h2>Metrics</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
-        for row in rows:
-            cells = [f"<td>{e(row[0])}</td>"]
-            for c in row[1:]:
-                best = c.endswith("*")
-                cells.append(f'<td class="num{" best" if best else ""}">{e(c.rstrip("*"))}</td>')
-            out.append("<tr>" + "".join(cells) + "</tr>")
-        out.append('</table><p class="note">Bold: best in its column. Metrics in physical units over the '
+        out += ["<h2>Metrics</h2>", *_table_html(header, rows)]
+        out.append('<p class="note">Bold: best in its column. Metrics in physical units over the '
                    "evaluation period.</p>")
     if skill:
         out.append("<ul>" + "".join(f"<li>{e(s)}</li>" for s in skill) + "</ul>")
