@@ -55,8 +55,4 @@ def reader_for(entry: DatasetEntry) -> Reader:
     return READERS[entry.kind]
 
 
-def read_source(entry: DatasetEntry, files: dict[str, list[Path]]) -> xr.Dataset:
-    return reader_for(entry).read(entry, files)
-
-
 from . import taxibj, weatherbench, wb2  # noqa: E402,F401  (registers the readers)
