@@ -37,9 +37,10 @@ datasets:
 
 CHILD = """
 import json, resource, sys, time
-from pipelines.ingest import ingest
+from pipelines.ingest import run
+from pipelines.specs import IngestSpec
 t0 = time.perf_counter()
-r = ingest("wb-full", progress=False, force=True)
+r = run(IngestSpec.from_catalog("wb-full", force=True), progress=False)
 print(json.dumps({"seconds": time.perf_counter() - t0, "steps": r.summary["time_steps"],
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

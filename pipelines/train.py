@@ -92,6 +92,10 @@ def run(spec: TrainSpec, progress: bool = True, log=None) -> TrainOutcome:
     _check_resumed_data(spec, signature)
     with reading(spec.store):
         windows = split_windows(ds, spec.window, device=device)
+    if len(windows["validation"]) == 0:  # model selection needs at least one validation window
+        raise InputError(spec.store, f"the validation split holds no complete window of {spec.window.length} steps "
+                                     f"({spec.window.input} in + {spec.window.output} out); shorten --input/--output "
+                                     f"or lengthen the catalog's validation split")
     (t_in, channels, *grid) = windows["train"].shape
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if len(windows["train"]) < spec.training.batch_size * world:

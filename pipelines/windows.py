@@ -1,15 +1,16 @@
 """Windows: (T_in frames in, T_out frames out) samples from one split of a store, normalized.
 
 A window never spans a gap, a missing time or a split boundary. When the split fits in memory the whole
-normalized array lives on the training device and batches are gathered by index; otherwise frames stream
-from Zarr through a small chunk cache. Both give identical samples.
+normalized array lives on the training device and batches are gathered there by index; otherwise frames stream
+from Zarr (`pipelines.streaming`: blocks of whole chunks read ahead in background threads, a chunk-aware
+shuffle). Both give identical samples; only the training order differs (`epoch_order`).
 """
 
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,10 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import InputError, UsageError
+from simvp.trainer import derive_seed, epoch_permutation
+
 from .store import open_store, store_stats, weekly_rhythm
+from .streaming import GROUP_BYTES, BatchStream, FrameCache, FrameReader, block_size, chunk_aware_order
 from .timeaxis import ns
 
 SPLITS = ("train", "validation", "test")
@@ -103,34 +107,6 @@ def time_features(times: pd.DatetimeIndex, holiday: np.ndarray | None, weekly: b
     return np.stack(cols, axis=1).astype("float32")
 
 
-class FrameCache:
-    """Frames of a Zarr-backed array read chunk by chunk, keeping the most recent chunks (bounded memory)."""
-
-    def __init__(self, array: xr.DataArray, max_chunks: int = 32):
-        self.array = array
-        self.chunk = int(array.encoding.get("chunks", (256,))[0])
-        self.max_chunks = max_chunks
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-
-    def _chunk(self, k: int) -> np.ndarray:
-        if k in self._cache:
-            self._cache.move_to_end(k)
-        else:
-            self._cache[k] = self.array[k * self.chunk:(k + 1) * self.chunk].values.astype("float32")
-            if len(self._cache) > self.max_chunks:
-                self._cache.popitem(last=False)
-        return self._cache[k]
-
-    def take(self, idx: np.ndarray) -> np.ndarray:
-        """Frames at absolute time indices idx (any shape), stacked in that shape."""
-        flat = idx.reshape(-1)
-        out = np.empty((flat.size, *self.array.shape[1:]), dtype="float32")
-        for k in np.unique(flat // self.chunk):
-            sel = flat // self.chunk == k
-            out[sel] = self._chunk(int(k))[flat[sel] - k * self.chunk]
-        return out.reshape(*idx.shape, *self.array.shape[1:])
-
-
 class Windows:
     """Samples of one split of a store, normalized; implements the trainer's WindowData protocol."""
 
@@ -157,15 +133,22 @@ class Windows:
         # the frames this split's windows can touch: one contiguous range of time indices
         rows = np.flatnonzero(in_split)
         self.lo, self.hi = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
-        nbytes = (self.hi - self.lo) * 4 * int(np.prod(self.ds["data"].shape[1:]))
-        self.in_memory = nbytes <= IN_MEMORY_LIMIT_BYTES if in_memory is None else in_memory
+        frame_bytes = 4 * int(np.prod(self.ds["data"].shape[1:]))
+        self.in_memory = (self.hi - self.lo) * frame_bytes <= IN_MEMORY_LIMIT_BYTES if in_memory is None else in_memory
         if self.in_memory:
             frames = self.ds["data"][self.lo:self.hi].values.astype("float32")
             self._frames = torch.from_numpy(normalize(frames, self.stats, self.method)).to(self.device)
         else:
-            self._cache = FrameCache(self.ds["data"])
+            self._read = FrameReader(self.ds)
+            self._cache = FrameCache(self.ds, transform=self._normalize)
+            # blocks of whole chunks from a chunk boundary at or before the split's first frame
+            self.block = block_size(self._read.chunk, self.spec.length)
+            self.origin = self.lo - self.lo % self._read.chunk
+            self.group_blocks = max(1, GROUP_BYTES // (frame_bytes * (self.block + self.spec.length - 1)))
+        self._starts = torch.from_numpy(self.starts - self.lo).to(self.device)
+        self._offsets = torch.arange(self.spec.length, device=self.device)
         if self.features is not None:
-            self._features = torch.from_numpy(self.features).to(self.device)
+            self._features = torch.from_numpy(self.features[self.lo:self.hi]).to(self.device)
 
     def __len__(self) -> int:
         return int(self.starts.size)
@@ -182,22 +165,77 @@ class Windows:
 
     def frames(self, index) -> torch.Tensor:
         """Normalized frames (B, T_in + T_out, C, H, W) of samples, on the device."""
-        idx = self.frame_index(index)
         if self.in_memory:
-            return self._frames[torch.from_numpy(idx - self.lo).to(self.device)]
-        raw = self._cache.take(idx)
-        return torch.from_numpy(normalize(raw, self.stats, self.method)).to(self.device)
+            return self._gather(self._on_device(index))
+        raw = self._cache.take(self.frame_index(index))
+        return torch.from_numpy(raw).to(self.device)
 
     def batch(self, index) -> tuple[torch.Tensor, torch.Tensor]:
         """(x (B, T_in, C_in, H, W), y (B, T_out, C, H, W)), normalized, on the device."""
-        f = self.frames(index)
-        x, y = f[:, : self.spec.input], f[:, self.spec.input:]
+        return self._assemble(self.frames(index), self._on_device(index))
+
+    def epoch_order(self, seed: int, epoch: int) -> torch.Tensor:
+        """The training shuffle of an epoch, a function of (seed, epoch): a uniform permutation in memory, a
+        chunk-aware one when streaming (see `pipelines.streaming`)."""
+        if self.in_memory:
+            return epoch_permutation(len(self), seed, epoch)
+        generator = torch.Generator().manual_seed(derive_seed(seed, "shuffle", epoch))
+        return chunk_aware_order((self.starts - self.origin) // self.block, self.group_blocks, generator)
+
+    def batches(self, index_batches: Sequence[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """`batch(i)` for each i of `index_batches`, assembled ahead of use: in memory, every index goes to
+        the device in one copy (no synchronization per step); streaming, batches are read and gathered in
+        background threads and copied to the device without blocking."""
+        if not index_batches:
+            return
+        if self.in_memory:
+            flat = self._on_device(torch.cat([torch.as_tensor(i) for i in index_batches]))
+            for index in flat.split([len(i) for i in index_batches]):
+                yield self._assemble(self._gather(index), index)
+            return
+        cuda = self.device.type == "cuda"
+        stream = BatchStream(index_batches, self.starts - self.origin, self.block, self.spec.length,
+                             self._load_block, max_loaded=2 * self.group_blocks, pin=cuda)
+        for index, frames in stream:
+            yield self._assemble(frames.to(self.device, non_blocking=True),
+                                 self._on_device(index.pin_memory() if cuda else index))
+
+    def _on_device(self, index) -> torch.Tensor:
+        index = torch.as_tensor(index, dtype=torch.int64)
+        return index.to(self.device, non_blocking=True)
+
+    def _gather(self, index: torch.Tensor) -> torch.Tensor:
+        """In-memory frames (B, T_in + T_out, C, H, W) of samples given on the device. On the CPU one contiguous
+        copy per sample (several times faster than an indexed gather); elsewhere one gather kernel, with no
+        synchronization."""
+        if self.device.type != "cpu":
+            return self._frames[self._split_rows(index)]
+        length = self.spec.length
+        out = torch.empty((len(index), length, *self._frames.shape[1:]), dtype=self._frames.dtype)
+        for j, start in enumerate(self._starts[index].tolist()):
+            out[j].copy_(self._frames[start:start + length])
+        return out
+
+    def _split_rows(self, index: torch.Tensor) -> torch.Tensor:
+        """Rows (B, T_in + T_out), relative to the split's first frame, of samples given on the device."""
+        return self._starts[index][:, None] + self._offsets
+
+    def _assemble(self, frames: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = frames[:, : self.spec.input], frames[:, self.spec.input:]
         if self.features is not None:
-            idx = torch.from_numpy(self.frame_index(index)[:, : self.spec.input]).to(self.device)
-            feat = self._features[idx]  # (B, T_in, F)
+            feat = self._features[self._split_rows(index)[:, : self.spec.input]]  # (B, T_in, F)
             feat = feat[..., None, None].expand(-1, -1, -1, *x.shape[-2:])
             x = torch.cat([x, feat], dim=2)
         return x, y
+
+    def _normalize(self, frames: np.ndarray) -> np.ndarray:
+        return normalize(frames, self.stats, self.method)
+
+    def _load_block(self, b: int) -> torch.Tensor:
+        """Normalized frames of block b: from its first window start to the end of its last window."""
+        start = self.origin + b * self.block
+        stop = min(start + self.block + self.spec.length - 1, self.hi)
+        return torch.from_numpy(self._normalize(self._read(start, stop)))
 
 
 def split_windows(store: str | Path | xr.Dataset, spec: WindowSpec | None = None, device="cpu",

@@ -18,6 +18,29 @@ from .modules import FrameDecoder, FrameEncoder, spatial_reduction
 from .translators import TRANSLATORS
 
 
+def _frames_to_channels(x: torch.Tensor, batch: int, channels_last: bool) -> torch.Tensor:
+    """(B*T, C, H, W) -> (B, T*C, H, W) for the translator, in one copy that keeps the memory format."""
+    bt, c, h, w = x.shape
+    frames = bt // batch
+    if not channels_last:
+        return x.reshape(batch, frames * c, h, w)
+    out = torch.empty((batch, frames * c, h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    # channels_last memory is (B, H, W, T*C); x's is (B*T, H, W, C)
+    out.permute(0, 2, 3, 1).view(batch, h, w, frames, c).copy_(x.view(batch, frames, c, h, w).permute(0, 3, 4, 1, 2))
+    return out
+
+
+def _channels_to_frames(x: torch.Tensor, frames: int, channels_last: bool) -> torch.Tensor:
+    """(B, T*C, H, W) -> (B*T, C, H, W), the inverse of `_frames_to_channels`."""
+    b, tc, h, w = x.shape
+    c = tc // frames
+    if not channels_last:
+        return x.reshape(b * frames, c, h, w)
+    out = torch.empty((b * frames, c, h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    out.view(b, frames, c, h, w).permute(0, 3, 4, 1, 2).copy_(x.permute(0, 2, 3, 1).view(b, h, w, frames, c))
+    return out
+
+
 @dataclass(frozen=True)
 class SimVPConfig:
     """The arguments of a SimVP, mirroring OpenSTL's ``SimVP_Model``.
@@ -37,6 +60,9 @@ class SimVPConfig:
         a period L for the frame at the same phase of the last L input frames, e.g. 24 for the
         same hour of the last observed day in hourly data: L steps before targets 1..L, 2L steps
         before targets L+1..2L, and so on. Needs ``L <= T`` so that it is always an input.
+    anchor_trend: with `residual_lag` L, add to each output frame's anchor a learned fraction (one per
+        output frame, starting at zero) of the change over the last period, ``x[-1] - x[-1 - L]``: the
+        same hours a day earlier, moved by how much today differs from yesterday so far (needs T > L).
     """
 
     in_shape: tuple[int, int, int, int]
@@ -53,6 +79,7 @@ class SimVPConfig:
     spatio_kernel_dec: int = 3
     residual: bool = False
     residual_lag: int | None = None
+    anchor_trend: bool = False
 
     def __post_init__(self) -> None:
         in_shape = tuple(int(v) for v in self.in_shape)
@@ -71,6 +98,9 @@ class SimVPConfig:
             if not 1 <= lag <= in_shape[0]:
                 raise ValueError(f"residual_lag {lag} must lie between 1 and the input frames ({in_shape[0]}) "
                                  "so that the lagged frame is always an input")
+        if self.anchor_trend and (lag is None or lag >= in_shape[0]):
+            raise ValueError(f"anchor_trend needs residual_lag L with L < the input frames ({in_shape[0]}), "
+                             f"got {lag}: the change x[-1] - x[-1 - L] must be an input")
         for name, value in (("in_shape", in_shape), ("translator", translator),
                             ("out_frames", out_frames), ("residual_lag", lag)):
             object.__setattr__(self, name, value)
@@ -113,6 +143,7 @@ class SimVP(nn.Module):
         anchor = (torch.full((out_frames,), frames - 1) if lag is None
                   else frames - lag + torch.arange(out_frames) % lag)
         self.register_buffer("residual_anchor", anchor, persistent=False)
+        self.trend_weight = nn.Parameter(torch.zeros(out_frames)) if config.anchor_trend else None
 
         hid_S = config.hid_S
         self.encoder = FrameEncoder(channels, hid_S, config.N_S, config.spatio_kernel_enc)
@@ -138,21 +169,32 @@ class SimVP(nn.Module):
                 f"expected input (B, {self.in_frames}, {self.channels}, H, W), got {tuple(x.shape)}"
             )
         anchor = x[:, self.residual_anchor] if self.residual else None
+        if self.trend_weight is not None:
+            change = x[:, -1] - x[:, -1 - self.config.residual_lag]
+            anchor = anchor + self.trend_weight[None, :, None, None, None] * change[:, None]
         x = self._pad(x.reshape(batch * frames, channels, height, width))
+        channels_last = self.encoder_weight_is_channels_last()
+        if channels_last:  # the model was moved to channels_last: give it its inputs that way too
+            x = x.contiguous(memory_format=torch.channels_last)
 
         latent, skip = self.encoder(x)
-        _, hidden, h, w = latent.shape
-        latent = self.translator(latent.reshape(batch, frames * hidden, h, w))
-        latent = self.latent_projection(latent).reshape(batch * self.out_frames, hidden, h, w)
-        skip_h, skip_w = skip.shape[-2:]
-        skip = self.skip_projection(skip.reshape(batch, frames * hidden, skip_h, skip_w))
-        skip = skip.reshape(batch * self.out_frames, hidden, skip_h, skip_w)
+        latent = self.translator(_frames_to_channels(latent, batch, channels_last))
+        latent = _channels_to_frames(self.latent_projection(latent), self.out_frames, channels_last)
+        skip = self.skip_projection(_frames_to_channels(skip, batch, channels_last))
+        skip = _channels_to_frames(skip, self.out_frames, channels_last)
 
         y = self.decoder(latent, skip)[..., :height, :width]
         y = y.reshape(batch, self.out_frames, channels, height, width)
         if self.residual:  # predict the change from an observed frame
             y = y + anchor
         return y
+
+    def encoder_weight_is_channels_last(self) -> bool:
+        """Whether the model was moved to channels_last (judged on a weight whose layout is unambiguous)."""
+        for weight in self.encoder.parameters():
+            if weight.dim() == 4 and weight.shape[1] > 1 and weight.shape[2] * weight.shape[3] > 1:
+                return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+        return False
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Replicate-pad bottom/right so that H and W divide by the downsampling factor."""

@@ -356,6 +356,8 @@ CASES = {
     "train: zero input": Case(TRAIN + ["--input", "0"], 2, ["--input", "must be >= 1, got 0"]),
     "train: zero stride": Case(TRAIN + ["--stride", "0"], 2, ["--stride"]),
     "train: window longer than the data": Case(TRAIN + ["--input", "500"], 1, ["tiny-wb", "no complete window"]),
+    "train: window longer than the validation split": Case(TRAIN + ["--input", "20"], 1, [
+        "tiny-wb", "validation split holds no complete window of 26 steps"]),
     "train: out is a user folder": Case(TRAIN + ["--out", f"{W}/mydocs"], 1, [f"{W}/mydocs",
                                                                                "is a folder, not a simcast run"]),
     "train: out is a file": Case(TRAIN + ["--out", f"{W}/plain.txt"], 1, [f"{W}/plain.txt", "is a file"]),

@@ -85,20 +85,20 @@ def evaluate(w: Windows, predict: Callable, batch_size: int = 64, progress: bool
     accs = {name: _accumulator(w) for name in (*FORECASTERS, *(e.name for e in external))}
     floor = physical_floor(w.ds)
     n_ch = len(w.channels)
-    for start in tqdm(range(0, samples.size, batch_size), desc=f"evaluate {w.split}", disable=not progress,
-                      unit="batch"):
+    starts = range(0, samples.size, batch_size)
+    batches = w.batches([torch.from_numpy(samples[s:s + batch_size]) for s in starts])  # read ahead
+    for start, (x, y) in zip(tqdm(starts, desc=f"evaluate {w.split}", disable=not progress, unit="batch"), batches):
         index = samples[start:start + batch_size]
         inits = init_ns[start:start + batch_size]
-        x, y = w.batch(torch.from_numpy(index))
         with torch.no_grad():
             pred = predict(x, index)[:, :, :n_ch].float()
         truth = denormalize(y, w.stats, w.method)
         last = denormalize(x[:, -1, :n_ch], w.stats, w.method)
-        clim = base.climatology(index).to(w.device)
+        clim = base.climatology(index)
         forecasts = {
             "model": clamp_physical(denormalize(pred, w.stats, w.method), floor),
             "persistence": base.persistence(last),
-            "previous_day": base.previous_day(index).to(w.device),
+            "previous_day": base.previous_day(index),
             "climatology": clim,
         }
         for ext in external:

@@ -13,7 +13,8 @@ import torch
 import xarray as xr
 
 from ..timeaxis import ns
-from ..windows import FrameCache, Windows
+from ..streaming import FrameCache
+from ..windows import Windows
 
 DAY = pd.Timedelta(days=1)
 
@@ -64,8 +65,9 @@ class Baselines:
         ds = windows.ds
         self.step = windows.step
         self.times = windows.times
-        self.frames = FrameCache(ds["data"], max_chunks=8)
-        self.clim = torch.from_numpy(climatology(ds))
+        self.frames = FrameCache(ds, max_chunks=8)
+        self.device = windows.device
+        self.clim = torch.from_numpy(climatology(ds)).to(self.device)  # small: one frame per time-of-day slot
         self.slots = time_of_day_slot(self.times, self.step)
         # the same hours on the last day that was observed at init time: 1 day back for leads up to a day
         self.days_back = days_back(np.arange(1, windows.spec.output + 1), self.step)
@@ -93,11 +95,19 @@ class Baselines:
         idx = self.previous_day_index(index)
         if (idx < 0).any():
             raise ValueError("previous-day frames missing for some samples; use eligible() samples")
-        return torch.from_numpy(self.frames.take(idx))
+        return _to_device(torch.from_numpy(self.frames.take(idx)), self.device)
 
     def climatology(self, index) -> torch.Tensor:
+        """Built on the device: only the slot numbers travel."""
         idx = self.w.frame_index(index)[:, self.w.spec.input:]
-        return self.clim[torch.from_numpy(self.slots[idx])]
+        return self.clim[_to_device(torch.from_numpy(self.slots[idx]), self.device)]
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor to the device without blocking the host (through pinned memory on CUDA)."""
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
 
 
 class BaselinesAt:
@@ -112,7 +122,7 @@ class BaselinesAt:
         self.times = pd.DatetimeIndex(ds["time"].values)
         self.lead_ns = np.asarray(lead_steps, dtype=np.int64) * self.step.value
         self.days_back = days_back(lead_steps, self.step)
-        self.frames = FrameCache(ds["data"], max_chunks=8)
+        self.frames = FrameCache(ds, max_chunks=8)
         self._clim = None
 
     def valid_ns(self, init_ns: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@
     result = train(model, train_data, val_data, config, "runs/x", meta={...}, resume=True)
     model = model_from_checkpoint(result.best_path)
 
-The data are any objects with ``len(data)`` and ``data.batch(index) -> (x, y)`` (`WindowData`); the
+The data are any objects with ``len(data)`` and ``data.batch(index) -> (x, y)`` (`WindowData`, optionally with
+their own shuffle and batch assembly ahead of use); the
 trainer knows nothing of files or data sets. With ``resume=True`` a killed run continues from
 ``last.pt`` (weights, optimizer, scheduler, progress) and on the CPU in deterministic mode ends
 bitwise where an uninterrupted run ends.
@@ -24,13 +25,13 @@ from ..checkpoint import CheckpointError
 from .config import Prediction, TrainConfig, TrainResult, WindowData
 from .distributed import DeviceError, resolve_device
 from .loop import (
-    build_optimizer, derive_seed, epoch_permutation, evaluate, predict, seed_everything, tau_weight_for,
+    build_optimizer, derive_seed, epoch_order, epoch_permutation, evaluate, iter_batches, predict, seed_everything, tau_weight_for,
     train, training_loss,
 )
 from .resume import TRAJECTORY_FIELDS
 
 __all__ = [
     "TRAJECTORY_FIELDS", "WindowData", "TrainConfig", "TrainResult", "Prediction", "train", "evaluate",
-    "predict", "training_loss", "tau_weight_for", "epoch_permutation", "derive_seed", "seed_everything",
+    "predict", "training_loss", "tau_weight_for", "epoch_permutation", "epoch_order", "iter_batches", "derive_seed", "seed_everything",
     "build_optimizer", "resolve_device", "DeviceError", "CheckpointError",
 ]

@@ -12,11 +12,16 @@ import torch
 from ..schedules import SCHEDULES
 
 OPTIMIZERS = ("adam", "adamw")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @runtime_checkable
 class WindowData(Protocol):
-    """Samples (windows) addressed by number; batches come back ready for the model."""
+    """Samples (windows) addressed by number; batches come back ready for the model.
+
+    Optional, used when present: ``epoch_order(seed, epoch) -> LongTensor``, the data's own training shuffle
+    (a function of its arguments only), and ``batches(index_batches) -> iterator of (x, y)``, the same as
+    ``batch`` for each, assembled ahead of use."""
 
     def __len__(self) -> int:
         """Number of samples."""
@@ -51,11 +56,14 @@ class TrainConfig:
     amp: bool = _opt(True, "bf16 autocast on CUDA (the CPU always trains in fp32)")
     channels_last: bool = _opt(True, "channels-last memory format (CUDA only)")
     compile: bool = _opt(False, "torch.compile the model (the DDP wrapper under torchrun)")
+    compile_mode: str = _opt("default", "torch.compile mode: default | reduce-overhead (CUDA graphs: small models, "
+                                        "small batches) | max-autotune")
+    tf32: bool = _opt(True, "TensorFloat-32 matmuls and convolutions for fp32 work on CUDA")
     patience: int | None = _opt(None, "early stopping: epochs without a better validation loss")
     grad_clip: float | None = _opt(None, "maximum global gradient norm")
     tau_weight: float = _opt(0.1, "weight of TAU's differential divergence loss (translator tau)")
     max_steps_per_epoch: int | None = _opt(None, "cap on steps per epoch, for quick runs")
-    eval_batch_size: int | None = _opt(None, "validation batch size (default: batch_size)")
+    eval_batch_size: int | None = _opt(None, "validation batch size (default: 4 x batch_size; no gradients are kept)")
     log_every: int = _opt(50, "steps between progress lines when not on a terminal")
     recipe: str | None = _opt(None, "the preset whose recipe this config follows, for the record", internal=True)
 
@@ -75,6 +83,8 @@ class TrainConfig:
              f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs} of {self.epochs}")
         need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
              f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        need(self.compile_mode in COMPILE_MODES,
+             f"compile_mode {self.compile_mode!r} is not one of {list(COMPILE_MODES)}")
         need(self.patience is None or self.patience >= 1, f"patience must be >= 1, got {self.patience}")
         need(self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
         need(self.tau_weight >= 0, f"tau_weight must be >= 0, got {self.tau_weight}")
@@ -86,6 +96,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def validation_batch(self) -> int:
+        return self.eval_batch_size or 4 * self.batch_size
 
 
 @dataclass

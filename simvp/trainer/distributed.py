@@ -113,15 +113,15 @@ def sync_buffers(model: nn.Module, ctx: _Context) -> None:
             dist.broadcast(buffer.data, src=0)
 
 
-def wrap(model: nn.Module, ctx: _Context, compile: bool) -> nn.Module:
-    """The module that trains: DDP around `model` across ranks, then compiled when asked (compiling
-    the DDP wrapper lets the compiler overlap the gradient all-reduce with the backward pass)."""
+def wrap(model: nn.Module, ctx: _Context, compile: bool, mode: str = "default") -> nn.Module:
+    """The module that trains: DDP around `model` across ranks, then compiled when asked, in `mode`
+    (compiling the DDP wrapper lets the compiler overlap the gradient all-reduce with the backward pass)."""
     module = model
     if ctx.world_size > 1:
         module = nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     if compile:
-        module.compile()
+        module.compile(mode=mode)
     return module
 
 

@@ -60,6 +60,20 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator)
 
 
+def epoch_order(data: WindowData, seed: int, epoch: int) -> torch.Tensor:
+    """The data's own shuffle (`data.epoch_order`, e.g. chunk-aware when streaming) or `epoch_permutation`."""
+    own = getattr(data, "epoch_order", None)
+    return own(seed, epoch) if own is not None else epoch_permutation(len(data), seed, epoch)
+
+
+def iter_batches(data: WindowData, index_batches) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) for each index batch: through `data.batches` when it has one (assembly ahead of use), else
+    `data.batch` one at a time."""
+    index_batches = list(index_batches)
+    own = getattr(data, "batches", None)
+    return own(index_batches) if own is not None else (data.batch(i) for i in index_batches)
+
+
 def tau_weight_for(model: nn.Module, config: TrainConfig) -> float:
     """`config.tau_weight` when the model's translator is TAU, else 0."""
     translator = getattr(getattr(unwrap(model), "config", None), "translator", None)
@@ -123,8 +137,7 @@ def evaluate(model: nn.Module, data: WindowData, batch_size: int = 16,
     sse = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
     try:
-        for index in torch.arange(rank, len(data), world_size).split(batch_size):
-            x, y = data.batch(index)
+        for x, y in iter_batches(data, torch.arange(rank, len(data), world_size).split(batch_size)):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with _autocast(device, amp):
                 pred = model(x)
@@ -150,8 +163,8 @@ def predict(model: nn.Module, data: WindowData, batch_size: int = 16,
     first C_out channels and are float32. Longer horizons: ``model.rollout(x, steps)``."""
     device = torch.device(device) if device is not None else _model_device(model)
     model.eval()
-    for index in torch.arange(len(data)).split(batch_size):
-        x, y = data.batch(index)
+    indices = torch.arange(len(data)).split(batch_size)
+    for index, (x, y) in zip(indices, iter_batches(data, indices)):
         with _autocast(device, amp):
             pred = model(x.to(device, non_blocking=True))
         _check_shapes(pred, y)
@@ -218,6 +231,9 @@ def _train(model, train_data, val_data, config: TrainConfig, run_dir: Path, meta
     bare.to(ctx.device)
     if ctx.device.type == "cuda" and config.channels_last:
         bare.to(memory_format=torch.channels_last)
+    if ctx.device.type == "cuda":  # fp32 work (outside bf16 autocast) on tensor cores, ~1e-3 relative
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
+        torch.backends.cudnn.allow_tf32 = config.tf32
     meta = _run_meta(meta, config, bare)
     torch.manual_seed(config.seed)
     optimizer = build_optimizer(bare, config, ctx.device)
@@ -233,7 +249,7 @@ def _train(model, train_data, val_data, config: TrainConfig, run_dir: Path, meta
     loaded = load_last(run_dir, resume, config, meta, state, ctx)
     if loaded is not None:
         restore(loaded, bare, optimizer, scheduler, state, ctx)
-    run = _Run(config, ctx, bare, wrap(bare, ctx, config.compile), optimizer, scheduler, train_data,
+    run = _Run(config, ctx, bare, wrap(bare, ctx, config.compile, config.compile_mode), optimizer, scheduler, train_data,
                val_data, steps_per_epoch, config.amp and ctx.device.type == "cuda",
                tau_weight_for(bare, config))
 
@@ -292,14 +308,14 @@ def _train_epoch(run: _Run, epoch: int, state: dict[str, Any], bar: Progress) ->
     """One pass over this rank's share of the epoch's shuffle; the mean training loss and MSE."""
     config, ctx = run.config, run.ctx
     torch.manual_seed(derive_seed(config.seed, "rng", epoch, ctx.rank))
-    order = epoch_permutation(len(run.train_data), config.seed, epoch)
+    order = epoch_order(run.train_data, config.seed, epoch)
+    starts = [step * run.global_batch + ctx.rank * config.batch_size for step in range(run.steps_per_epoch)]
+    batches = iter_batches(run.train_data, [order[s:s + config.batch_size] for s in starts])
     run.module.train()
     bar.start(epoch)
     loss_sum = torch.zeros((), device=ctx.device)
     mse_sum = torch.zeros((), device=ctx.device)
-    for step in range(run.steps_per_epoch):
-        start = step * run.global_batch + ctx.rank * config.batch_size
-        x, y = run.train_data.batch(order[start:start + config.batch_size])
+    for step, (x, y) in enumerate(batches):
         loss, mse = _train_step(run, x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True))
         loss_sum += loss
         mse_sum += mse
@@ -332,7 +348,7 @@ def _end_epoch(run: _Run, epoch: int, t0: float, train_loss: float, train_mse: f
                state: dict[str, Any]) -> dict[str, Any]:
     """Validate, update the progress `state` (best, history, early stopping); the epoch's record."""
     config, ctx = run.config, run.ctx
-    val_loss = evaluate(run.model, run.val_data, config.eval_batch_size or config.batch_size, ctx.device,
+    val_loss = evaluate(run.model, run.val_data, config.validation_batch, ctx.device,
                         run.amp, rank=ctx.rank, world_size=ctx.world_size)
     if not math.isfinite(val_loss):
         raise FloatingPointError(f"validation loss is {val_loss} after epoch {epoch + 1}; "
