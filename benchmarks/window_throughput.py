@@ -10,10 +10,11 @@ of each loader, in interleaved repeats (a, b, c, a, b, c, ...) so that the machi
   one sample per `__getitem__` (`torch.tensor(array[start + offsets])`), a torch DataLoader with shuffling and
   default collation, no workers (one thread, like the rest).
 
-Each batch is consumed by summing it (so a lazily produced batch is really produced). Reports the median
-samples/s of each and the streamed / in-memory and streamed / reference ratios.
+Each batch is consumed by summing it (so a lazily produced batch is really produced). Reports, per loader, the
+median wait for the first batch (the streamed loader reads the blocks its first batch needs then) and the median
+samples/s over the `--batches` batches after it, with the streamed / in-memory and streamed / reference ratios.
 
-    python benchmarks/window_throughput.py --work /tmp/simcast-wb140 --days 120 --repeats 5
+    OMP_NUM_THREADS=1 python benchmarks/window_throughput.py --work /tmp/simcast-wb140 --days 365 --batches 100 --repeats 3
 """
 
 from __future__ import annotations
@@ -71,23 +72,25 @@ def reference_loader(windows, batch_size: int, seed: int):
                       generator=torch.Generator().manual_seed(seed))
 
 
-def timed(batches, n: int, batch_size: int) -> float:
-    """Samples/s over the first n batches of an iterable of (x, y)."""
+def timed(batches, n: int, batch_size: int) -> tuple[float, float]:
+    """(seconds to the first batch, samples/s over the n batches after it) of an iterable of (x, y)."""
     t0 = time.perf_counter()
     seen = 0
     total = 0.0
     for x, y in batches:
         total += float(x.sum()) + float(y.sum())
+        if seen == 0:
+            t1 = time.perf_counter()
         seen += 1
-        if seen == n:
+        if seen == n + 1:
             break
-    return n * batch_size / (time.perf_counter() - t0)
+    return t1 - t0, n * batch_size / (time.perf_counter() - t1)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", type=Path, default=Path("/tmp/simcast-wb140"))
-    p.add_argument("--days", type=int, default=120, help="days of hourly 128 x 256 data (120: 0.6 GB of float32)")
+    p.add_argument("--days", type=int, default=365, help="days of hourly 128 x 256 data (365: 1.1 GB of float32, two shuffle groups)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 128])
     p.add_argument("--batches", type=int, default=40, help="batches timed per measurement")
     p.add_argument("--repeats", type=int, default=5)
@@ -121,17 +124,22 @@ def main() -> None:
     results = {}
     for batch_size in args.batch_sizes:
         rates = {"in_memory": [], "streamed": [], "reference": []}
+        first = {k: [] for k in rates}
         for r in range(args.repeats):
             n = args.batches
             order = memory.epoch_order(r, 0)
-            rates["in_memory"].append(timed(memory.batches(list(order.split(batch_size))[:n]), n, batch_size))
-            order = stream.epoch_order(r, 0)
-            rates["streamed"].append(timed(stream.batches(list(order.split(batch_size))[:n]), n, batch_size))
-            rates["reference"].append(timed(reference_loader(memory, batch_size, r), n, batch_size))
+            runs = {"in_memory": lambda: memory.batches(list(order.split(batch_size))[:n + 1]),
+                    "streamed": lambda: stream.batches(list(stream.epoch_order(r, 0).split(batch_size))[:n + 1]),
+                    "reference": lambda: reference_loader(memory, batch_size, r)}
+            for name, make in runs.items():
+                wait, rate = timed(make(), n, batch_size)
+                first[name].append(wait)
+                rates[name].append(rate)
             print(batch_size, {k: round(v[-1], 1) for k, v in rates.items()}, file=sys.stderr)
         med = {k: statistics.median(v) for k, v in rates.items()}
         results[batch_size] = {
             **{f"{k}_samples_per_s": round(v, 1) for k, v in med.items()},
+            **{f"{k}_first_batch_s": round(statistics.median(v), 3) for k, v in first.items()},
             "streamed_over_in_memory": round(med["streamed"] / med["in_memory"], 3),
             "streamed_over_reference": round(med["streamed"] / med["reference"], 3),
         }

@@ -351,6 +351,7 @@ CASES = {
     "train: unknown schedule": Case(TRAIN + ["--schedule", "step"], 2, ["--schedule", "'step'"]),
     "train: one-step onecycle": Case(TRAIN + ["--epochs", "1", "--max-steps-per-epoch", "1"], 2,
                                      ["--schedule", "onecycle needs at least 2 optimizer steps"]),
+    "train: unknown compile mode": Case(TRAIN + ["--compile-mode", "fast"], 2, ["--compile-mode", "'fast'"]),
     "train: unknown optimizer": Case(TRAIN + ["--optimizer", "sgd"], 2, ["--optimizer", "'sgd'"]),
     "train: warm-up too long": Case(TRAIN + ["--warmup-epochs", "5"], 2, ["--warmup-epochs"]),
     "train: zero input": Case(TRAIN + ["--input", "0"], 2, ["--input", "must be >= 1, got 0"]),
