@@ -134,11 +134,14 @@ class BatchStream:
             worker.join()
 
     def _produce(self, out: queue.Queue, stop: threading.Event) -> None:
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simcast-read")
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simcast-read") as reader:
-                self._gather_all(out, stop, reader)
+            self._gather_all(out, stop, reader)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            reader.shutdown(cancel_futures=True)  # reads queued ahead are not waited for
             self._put(out, stop, e)
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
 
     def _put(self, out: queue.Queue, stop: threading.Event, item) -> bool:
         while not stop.is_set():
@@ -163,7 +166,7 @@ class BatchStream:
                 if self.loads[k].last_batch == i:
                     del futures[k]
             if not self._put(out, stop, (index, frames)):
-                return
+                return  # the consumer stopped: the reads queued ahead are cancelled on the way out
 
     def _gather(self, i: int, blocks: dict[int, torch.Tensor]) -> torch.Tensor:
         starts = self.starts_per_batch[i]
