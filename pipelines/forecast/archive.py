@@ -41,17 +41,16 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
-from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .. import __version__
 from ..errors import InputError, OutputError, StoreError
+from ..ingest import COMPRESSORS  # the stores' codecs
 from ..outputs import claim, ensure_writable, owner_kind, recover_interrupted, write_atomic, writing
 from ..store import missing_chunks
 from ..timefmt import iso_minutes
 from .output import INIT_TIME, LEAD_TIME, VALID_TIME, _time_units, forecast_variables
 
 ARCHIVE_FORMAT = 1
-COMPRESSORS = (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), Crc32cCodec())  # as the stores'
 HAS_FORECAST = {"long_name": "1 where a forecast was made for this init time and lead time",
                 "flag_values": np.array([0, 1], dtype="int8"), "flag_meanings": "not_forecast forecast"}
 CHECKPOINT = {"long_name": "checkpoint that made the forecast"}

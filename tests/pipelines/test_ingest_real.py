@@ -1,5 +1,6 @@
 """Ingest of the real samples (ERA5 UK t2m, NYBike) from ../shared/data."""
 
+import collections
 import json
 
 import h5py
@@ -50,6 +51,27 @@ def test_era5_sample_ingests_to_canonical_store(real_data, tmp_path):
     prov = json.loads(ds.attrs["provenance"])
     assert len(prov["source_files"]) == 31 and all(f["size"] > 0 for f in prov["source_files"])
     assert json.loads(ds.attrs["catalog_entry"])["name"] == "era5-uk-t2m" and prov["simcast_version"]
+
+
+def test_ingest_reads_each_source_file_once(real_data, monkeypatch):
+    """One pass: the checks, the statistics and the write share the reads; nothing else is left in the store."""
+    from xarray.backends import netCDF4_
+
+    reads = collections.Counter()
+    read = netCDF4_.NetCDF4ArrayWrapper.__getitem__
+
+    def counting(self, key):
+        reads[(self.datastore._filename, self.variable_name)] += 1
+        return read(self, key)
+
+    monkeypatch.setattr(netCDF4_.NetCDF4ArrayWrapper, "__getitem__", counting)
+    result = ingest(_real(real_data, "era5-uk-t2m", "weather/era5_uk_t2m_0.25deg/*.nc"), progress=False)
+    data_reads = [n for (_, variable), n in reads.items() if variable == "t2m"]
+    assert len(data_reads) == 31 and set(data_reads) == {1}
+    ds = open_store(result.store)
+    assert not [name for name in ds.variables if name.startswith("_moment")]
+    assert result.summary["stats"]["t2m"]["mean"] == float(ds["stat_mean"][0])
+    assert json.loads(ds.attrs["summary"]) == result.summary
 
 
 def test_nybike_sample_ingests_with_real_timestamps(real_data):
