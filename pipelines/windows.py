@@ -18,9 +18,9 @@ import torch
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import InputError, UsageError
 from simvp.trainer import derive_seed, epoch_permutation
 
+from .errors import InputError, UsageError
 from .store import open_store, store_stats, weekly_rhythm
 from .streaming import GROUP_BYTES, BatchStream, FrameCache, FrameReader, block_size, chunk_aware_order
 from .timeaxis import ns
