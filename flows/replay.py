@@ -43,8 +43,8 @@ class Sample:
 
 SAMPLES = {
     "weather": Sample("era5-uk-t2m", "era5-live", "era5/2m_temperature_*_0.25deg.nc",
-                      {"train": {"start": "2019-03-01", "end": "2019-03-17"},
-                       "validation": {"start": "2019-03-18", "end": "2019-03-20"},
+                      {"train": {"start": "2019-03-01", "end": "2019-03-16"},
+                       "validation": {"start": "2019-03-17", "end": "2019-03-20"},
                        "test": {"start": "2019-03-21", "end": "2019-03-31"}}, start_days=24),
     "traffic": Sample("nybike", "nybike-live", "nybike/NYBike_*_M14x8_T30_InOut.h5",
                       {"train": {"start": "2016-01-01", "end": "2016-02-15"},

@@ -1,5 +1,5 @@
 """The main job on the bundled real data: ERA5 UK 2 m temperature end to end (ingest, a short CPU training with
-the catalog's defaults, evaluation next to the baselines, a 48 h forecast by rollout, maps and a report), and the
+the catalog's defaults, evaluation next to the baselines, a 48 h forecast, maps and a report), and the
 NYBike traffic sample the same way. Each step is a stage run on a spec built from the catalog."""
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ def test_era5_sample_ingests_to_canonical_store(real_data, tmp_path):
     raw = xr.open_mfdataset(sorted((real_data / "weather/era5_uk_t2m_0.25deg").glob("*.nc")), combine="by_coords")
     np.testing.assert_array_equal(ds["data"].values[:, 0], raw["t2m"].values)
 
-    train = raw["t2m"].sel(time=slice("2019-03-01", "2019-03-21")).values.astype("float64")
-    assert train.shape[0] == 504
+    train = raw["t2m"].sel(time=slice("2019-03-01", "2019-03-20")).values.astype("float64")
+    assert train.shape[0] == 480
     np.testing.assert_allclose(float(ds["stat_mean"][0]), train.mean(), rtol=1e-12)
     np.testing.assert_allclose(float(ds["stat_std"][0]), train.std(), rtol=1e-10)
     assert float(ds["stat_min"][0]) == train.min() and float(ds["stat_max"][0]) == train.max()
@@ -46,8 +46,8 @@ def test_era5_sample_ingests_to_canonical_store(real_data, tmp_path):
     assert ds["data"].encoding["chunks"][0] >= entry.window.length
     assert ds["data"].encoding["chunks"][1:] == (1, 33, 49)
     splits = json.loads(ds.attrs["splits"])
-    assert splits["validation"] == ["2019-03-22T00:00:00", "2019-03-25T00:00:00"]
-    assert int(ds["in_train"].sum()) == 504 and int(ds["in_test"].sum()) == 168
+    assert splits["validation"] == ["2019-03-21T00:00:00", "2019-03-25T00:00:00"]
+    assert int(ds["in_train"].sum()) == 480 and int(ds["in_test"].sum()) == 168
     prov = json.loads(ds.attrs["provenance"])
     assert len(prov["source_files"]) == 31 and all(f["size"] > 0 for f in prov["source_files"])
     assert json.loads(ds.attrs["catalog_entry"])["name"] == "era5-uk-t2m" and prov["simcast_version"]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from data_catalog import load_catalog
 from pipelines import ingest as ingest_stage
 from pipelines import streaming, windows
 from pipelines.errors import StoreError
@@ -16,16 +17,17 @@ from simvp.trainer import TrainConfig, iter_batches, train
 from .test_windows import era5_store_path
 
 SPEC = WindowSpec(input=12, output=12, time_features=True)
+CHUNK = load_catalog()["era5-uk-t2m"].window.length  # with CHUNK_BYTES 1 a chunk holds one catalog window
 
 
 @pytest.fixture
 def chunked_store(real_data, monkeypatch):
-    """The ERA5 sample stored in chunks of one catalog window (36 frames: 21 chunks), in blocks of one chunk and
-    shuffle groups of three blocks."""
+    """The ERA5 sample stored in chunks of one catalog window (e.g. 73 frames: 11 chunks), in blocks of one chunk
+    and shuffle groups of three blocks (of the 24-frame windows of SPEC)."""
     monkeypatch.setattr(ingest_stage, "CHUNK_BYTES", 1)
     monkeypatch.setattr(streaming, "BLOCK_WINDOWS", 1)
     frame_bytes = 4 * 33 * 49
-    monkeypatch.setattr(windows, "GROUP_BYTES", 3 * frame_bytes * (36 + 23))
+    monkeypatch.setattr(windows, "GROUP_BYTES", 3 * frame_bytes * (CHUNK + SPEC.length - 1))
     return era5_store_path(real_data)
 
 
@@ -36,7 +38,7 @@ def batches_of(order, size):
 def test_streamed_epoch_gives_every_in_memory_sample_once(chunked_store):
     mem = Windows(chunked_store, "train", SPEC, in_memory=True)
     stream = Windows(chunked_store, "train", SPEC, in_memory=False)
-    assert stream._read.chunk == 36 and stream.block == 36 and stream.group_blocks == 3
+    assert stream._read.chunk == CHUNK and stream.block == CHUNK and stream.group_blocks == 3
     order = stream.epoch_order(seed=1, epoch=0)
     assert sorted(order.tolist()) == list(range(len(mem)))
     seen = 0
@@ -54,19 +56,20 @@ def test_chunk_aware_order_is_reproducible_and_local(chunked_store):
     assert torch.equal(a, b)
     assert not torch.equal(a, stream.epoch_order(1, 1)) and not torch.equal(a, stream.epoch_order(2, 0))
     blocks = (stream.starts[a.numpy()] - stream.origin) // stream.block
-    # consecutive groups of samples come from three blocks each; a batch mixes all three
-    group_sizes = []
-    i = 0
+    # the order runs through groups of three blocks, each group's samples interleaved (not block after block)
+    n_blocks = len(np.unique(blocks))
+    i, groups = 0, 0
     while i < len(blocks):
-        group = set()
+        members = set()
         j = i
-        while j < len(blocks) and (blocks[j] in group or len(group) < 3):
-            group.add(blocks[j])
+        while j < len(blocks) and (blocks[j] in members or len(members) < 3):
+            members.add(blocks[j])
             j += 1
-        group_sizes.append(len(group))
-        assert len(set(blocks[i:i + 16][:min(16, j - i)])) >= min(len(group), 2)
+        switches = int((np.diff(blocks[i:j]) != 0).sum())
+        assert switches > len(members) - 1 or len(members) == 1
+        groups += 1
         i = j
-    assert max(group_sizes) == 3 and len(group_sizes) == -(-len(np.unique(blocks)) // 3)
+    assert groups == -(-n_blocks // 3)
 
 
 def test_each_block_is_read_once_an_epoch(chunked_store, monkeypatch):
