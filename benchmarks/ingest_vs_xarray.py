@@ -24,21 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-CATALOG = """
-datasets:
-  wb-years:
-    kind: weatherbench
-    source: {{pattern: "{root}/2m_temperature/2m_temperature_*_5.625deg.nc"}}
-    variables: [{{name: t2m}}]
-    time_step: 1h
-    splits:
-      train: {{rest: true}}
-      validation: {{last: 365D}}
-      test: {{last: 365D}}
-    window: {{input: 12, output: 12}}
-    grid: [32, 64]
-    store: {store}
-"""
+from ingest_memory import CATALOG  # the same WeatherBench entry (train 2010-2015, validation 2016, test 2017-18)
 
 INGEST = """
 import json, resource, time
@@ -46,7 +32,7 @@ from pipelines.ingest import run
 from pipelines.specs import IngestSpec
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()
-run(IngestSpec.from_catalog("wb-years"), progress=False)
+run(IngestSpec.from_catalog("wb-full"), progress=False)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mb": peak, "work_rss_mb": peak - base}))
 """
