@@ -1,6 +1,7 @@
 """Bad input: one clear line naming the file and the problem; an existing store is left untouched."""
 
 import hashlib
+import json
 import shutil
 
 import h5py
@@ -95,6 +96,24 @@ def test_nan_block(tmp_path, good_store):
     _rewrite(path, nan_block)
     _fails(f"{path}: 120 NaN values in 't2m' at 3 times (2010-01-05T03:00 .. 2010-01-05T05:00)")
     assert _digest(good_store[0]) == good_store[1]
+
+
+def test_recorded_nan_times_are_left_out_and_kept_out_of_the_statistics(tmp_path, good_store):
+    """gaps: record with NaN frames: the store is written again without those times (the one-pass ingest's
+    second write), they count as missing, and the statistics come from the finite training frames only."""
+    path = tmp_path / FILES / "2m_temperature_2010-01-02_5.625deg.nc"
+    _rewrite(path, lambda d: d.assign(t2m=d["t2m"].where(d["time"].dt.hour != 7)))
+    ds = open_store(ingest(entry(gaps="record"), progress=False).store)
+    assert ds.attrs["missing_times"] == '[["2010-01-02T07:00", "2010-01-02T07:00"]]' and ds.attrs["missing_count"] == 1
+    assert ds.sizes["time"] == 6 * 24 - 1 and not np.isnan(ds["data"].values).any()
+    raw = xr.open_mfdataset(sorted((tmp_path / FILES).glob("*.nc")), combine="by_coords")["t2m"]
+    start, end = (np.datetime64(t) for t in json.loads(ds.attrs["splits"])["train"])  # end exclusive
+    train = raw.isel(time=np.flatnonzero((raw["time"].values >= start) & (raw["time"].values < end)))
+    train = train.values.astype("float64")
+    train = train[np.isfinite(train).all(axis=(1, 2))]
+    np.testing.assert_allclose(float(ds["stat_mean"][0]), train.mean(), rtol=1e-12)
+    np.testing.assert_allclose(float(ds["stat_std"][0]), train.std(), rtol=1e-10)
+    assert not [name for name in ds.variables if name.startswith("_moment")]
 
 
 def test_gap_is_an_error_or_recorded(tmp_path, good_store):
