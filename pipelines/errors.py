@@ -15,7 +15,7 @@ keeps its traceback.
 from __future__ import annotations
 
 from data_catalog import CatalogError
-from simvp.checkpoint import CheckpointError
+from simvp.errors import CheckpointError
 
 USAGE_EXIT_CODE = 2
 

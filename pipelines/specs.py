@@ -12,6 +12,7 @@ classes (`options()`), the flows pass overrides through, torchrun workers read t
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import typing
 from pathlib import Path
@@ -26,7 +27,6 @@ from simvp.trainer import TrainConfig
 from .errors import InputError, UsageError
 from .settings import Settings
 from .timefmt import parse_hours, parse_lead, parse_step, parse_time
-from .windows import WindowSpec
 
 DEVICE = r"^(auto|cpu|cuda(:\d+)?)$"
 
@@ -41,6 +41,28 @@ def option(default: Any = ..., help: str = "", flag: str | None = None, position
 def derived(default: Any = ..., help: str = "") -> Any:
     """A spec field resolved from the catalog and settings, not an option."""
     return Field(default, description=help, json_schema_extra={"option": False})
+
+
+class WindowSpec(BaseModel):
+    """T_in frames in, T_out frames out, a start every `stride` steps; optional time-feature inputs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    input: int = Field(ge=1, description="frames in (default: the catalog's)")
+    output: int = Field(ge=1, description="frames out (default: the catalog's)")
+    stride: int = Field(1, ge=1, description="steps between window starts")
+    time_features: bool = Field(False, description="hour of day (day of week and holidays where the data have a "
+                                                   "weekly rhythm) as extra inputs")
+
+    @property
+    def length(self) -> int:
+        return self.input + self.output
+
+    @classmethod
+    def from_store(cls, ds: xr.Dataset, **overrides) -> "WindowSpec":
+        w = json.loads(ds.attrs["window"])
+        base = {"input": w["input"], "output": w["output"], "stride": w.get("stride", 1)}
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
 
 
 @dataclasses.dataclass(frozen=True)

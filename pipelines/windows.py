@@ -16,39 +16,16 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field
-
 from simvp.trainer import derive_seed, epoch_permutation
 
 from .errors import InputError, UsageError
+from .specs import WindowSpec
 from .store import open_store, store_stats, weekly_rhythm
 from .streaming import GROUP_BYTES, BatchStream, FrameCache, FrameReader, block_size, chunk_aware_order
 from .timeaxis import ns
 
 SPLITS = ("train", "validation", "test")
 IN_MEMORY_LIMIT_BYTES = 4 * 2**30
-
-
-class WindowSpec(BaseModel):
-    """T_in frames in, T_out frames out, a start every `stride` steps; optional time-feature inputs."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    input: int = Field(ge=1, description="frames in (default: the catalog's)")
-    output: int = Field(ge=1, description="frames out (default: the catalog's)")
-    stride: int = Field(1, ge=1, description="steps between window starts")
-    time_features: bool = Field(False, description="hour of day (day of week and holidays where the data have a "
-                                                   "weekly rhythm) as extra inputs")
-
-    @property
-    def length(self) -> int:
-        return self.input + self.output
-
-    @classmethod
-    def from_store(cls, ds: xr.Dataset, **overrides) -> "WindowSpec":
-        w = json.loads(ds.attrs["window"])
-        base = {"input": w["input"], "output": w["output"], "stride": w.get("stride", 1)}
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**base)
 
 
 def window_starts(times: pd.DatetimeIndex, step: pd.Timedelta, in_split: np.ndarray, spec: WindowSpec) -> np.ndarray:

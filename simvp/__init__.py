@@ -5,10 +5,19 @@
     model = SimVP(config)
     same = SimVP(SimVPConfig.from_dict(config.to_dict()))   # rebuilt from plain data
 
-Training: `simvp.trainer`; checkpoints: `simvp.checkpoint`.
+Training: `simvp.trainer`; checkpoints: `simvp.checkpoint`. The names below load their module on first use, so
+that the plain-data parts (`simvp.config`, `simvp.errors`, `simvp.trainer.TrainConfig`) import without torch.
 """
 
-from .model import SimVP, SimVPConfig
-from .translators import TRANSLATORS, differential_divergence_loss
+import importlib
 
-__all__ = ["SimVP", "SimVPConfig", "TRANSLATORS", "differential_divergence_loss"]
+_HOMES = {"SimVP": ".model", "SimVPConfig": ".config", "TRANSLATORS": ".translators",
+          "differential_divergence_loss": ".translators"}
+
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

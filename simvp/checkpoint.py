@@ -36,13 +36,10 @@ from typing import Any, BinaryIO, Callable, Mapping
 import torch
 from torch import nn
 
+from .errors import CheckpointError
 from .model import SimVP, SimVPConfig
 
 FORMAT = "simvp-checkpoint/1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is unreadable, modified, or does not fit what it is used for."""
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -7,13 +7,13 @@ decoder; the translator sees time stacked into channels, ``(B, T*hid_S, H', W')`
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import SimVPConfig
 from .modules import FrameDecoder, FrameEncoder, spatial_reduction
 from .translators import TRANSLATORS
 
@@ -39,81 +39,6 @@ def _channels_to_frames(x: torch.Tensor, frames: int, channels_last: bool) -> to
     out = torch.empty((b * frames, c, h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
     out.view(b, frames, c, h, w).permute(0, 3, 4, 1, 2).copy_(x.permute(0, 2, 3, 1).view(b, h, w, frames, c))
     return out
-
-
-@dataclass(frozen=True)
-class SimVPConfig:
-    """The arguments of a SimVP, mirroring OpenSTL's ``SimVP_Model``.
-
-    in_shape: ``(T, C, H, W)`` of the input. H and W only document the training grid: any grid
-        works, it is padded to a multiple of the downsampling factor inside and cropped back.
-    hid_S, N_S: width and number of ConvSC blocks of the frame encoder/decoder.
-    hid_T, N_T: width and depth of the translator.
-    translator: a key of `TRANSLATORS`.
-    out_frames: frames predicted per call (None: T). When it differs from T, learned 1x1
-        convolutions map the stacked latent and the skip from T to `out_frames` frames.
-    mlp_ratio, drop, drop_path: MetaBlock settings (gsta, tau); unused by incepu.
-    spatio_kernel_enc, spatio_kernel_dec: kernel size of the encoder/decoder convolutions.
-    residual: add an observed frame to every output frame, so the network predicts changes
-        (not in the released SimVP; off by default).
-    residual_lag: which frame `residual` adds: None for the last input frame (persistence), or
-        a period L for the frame at the same phase of the last L input frames, e.g. 24 for the
-        same hour of the last observed day in hourly data: L steps before targets 1..L, 2L steps
-        before targets L+1..2L, and so on. Needs ``L <= T`` so that it is always an input.
-    anchor_trend: with `residual_lag` L, add to each output frame's anchor a learned fraction (one per
-        output frame, starting at zero) of the change over the last period, ``x[-1] - x[-1 - L]``: the
-        same hours a day earlier, moved by how much today differs from yesterday so far (needs T > L).
-    """
-
-    in_shape: tuple[int, int, int, int]
-    hid_S: int = 16
-    hid_T: int = 256
-    N_S: int = 4
-    N_T: int = 4
-    translator: str = "gsta"
-    out_frames: int | None = None
-    mlp_ratio: float = 8.0
-    drop: float = 0.0
-    drop_path: float = 0.0
-    spatio_kernel_enc: int = 3
-    spatio_kernel_dec: int = 3
-    residual: bool = False
-    residual_lag: int | None = None
-    anchor_trend: bool = False
-
-    def __post_init__(self) -> None:
-        in_shape = tuple(int(v) for v in self.in_shape)
-        if len(in_shape) != 4 or min(in_shape) < 1:
-            raise ValueError(f"in_shape must be (T, C, H, W) of positive sizes, got {self.in_shape!r}")
-        translator = str(self.translator).lower()
-        if translator not in TRANSLATORS:
-            raise ValueError(f"unknown translator {self.translator!r}; expected one of {sorted(TRANSLATORS)}")
-        out_frames = None if self.out_frames is None else int(self.out_frames)
-        if out_frames is not None and out_frames < 1:
-            raise ValueError(f"out_frames must be >= 1, got {self.out_frames!r}")
-        lag = None if self.residual_lag is None else int(self.residual_lag)
-        if lag is not None:
-            if not self.residual:
-                raise ValueError("residual_lag is set but residual is off: set residual=True to use it")
-            if not 1 <= lag <= in_shape[0]:
-                raise ValueError(f"residual_lag {lag} must lie between 1 and the input frames ({in_shape[0]}) "
-                                 "so that the lagged frame is always an input")
-        if self.anchor_trend and (lag is None or lag >= in_shape[0]):
-            raise ValueError(f"anchor_trend needs residual_lag L with L < the input frames ({in_shape[0]}), "
-                             f"got {lag}: the change x[-1] - x[-1 - L] must be an input")
-        for name, value in (("in_shape", in_shape), ("translator", translator),
-                            ("out_frames", out_frames), ("residual_lag", lag)):
-            object.__setattr__(self, name, value)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data (in_shape as a list, out_frames resolved): what checkpoints store."""
-        data = dataclasses.asdict(self)
-        return {**data, "in_shape": list(self.in_shape), "out_frames": self.out_frames or self.in_shape[0]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SimVPConfig":
-        """The config of `to_dict` (or of a checkpoint's ``meta["model_config"]``)."""
-        return cls(**data)
 
 
 class SimVP(nn.Module):

@@ -23,7 +23,8 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
-SCHEDULES = ("cosine", "onecycle", "constant")
+from .config import SCHEDULES
+
 
 
 def cosine_lr(step: int, total_steps: int, base_lr: float, warmup_steps: int = 0,

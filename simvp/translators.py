@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import TRANSLATOR_NAMES
 from .modules import DropPath
 
 # --------------------------------------------------------------------------------------------
@@ -337,3 +338,5 @@ TRANSLATORS: dict[str, type[nn.Module]] = {
     "gsta": GSTA,
     "tau": TAU,
 }
+if set(TRANSLATORS) != set(TRANSLATOR_NAMES):
+    raise ImportError(f"simvp.config.TRANSLATOR_NAMES {TRANSLATOR_NAMES} do not match TRANSLATORS {sorted(TRANSLATORS)}")

@@ -21,17 +21,35 @@ Modules: `config` (what a run takes and gives), `loop` (the loop, evaluation, pr
 (progress lines and run files).
 """
 
-from ..checkpoint import CheckpointError
-from .config import Prediction, TrainConfig, TrainResult, WindowData
-from .distributed import DeviceError, resolve_device
-from .loop import (
-    build_optimizer, derive_seed, epoch_order, epoch_permutation, evaluate, iter_batches, predict, seed_everything, tau_weight_for,
-    train, training_loss,
-)
-from .resume import TRAJECTORY_FIELDS
+import importlib
 
-__all__ = [
-    "TRAJECTORY_FIELDS", "WindowData", "TrainConfig", "TrainResult", "Prediction", "train", "evaluate",
-    "predict", "training_loss", "tau_weight_for", "epoch_permutation", "epoch_order", "iter_batches", "derive_seed", "seed_everything",
-    "build_optimizer", "resolve_device", "DeviceError", "CheckpointError",
-]
+# each name loads its module on first use: `TrainConfig` (plain data) imports without torch
+_HOMES = {
+    "TRAJECTORY_FIELDS": ".resume",
+    "WindowData": ".config",
+    "TrainConfig": ".config",
+    "TrainResult": ".config",
+    "Prediction": ".config",
+    "train": ".loop",
+    "evaluate": ".loop",
+    "predict": ".loop",
+    "training_loss": ".loop",
+    "tau_weight_for": ".loop",
+    "epoch_permutation": ".loop",
+    "epoch_order": ".loop",
+    "iter_batches": ".loop",
+    "derive_seed": ".loop",
+    "seed_everything": ".loop",
+    "build_optimizer": ".loop",
+    "resolve_device": ".distributed",
+    "DeviceError": ".distributed",
+    "CheckpointError": "..errors",
+}
+
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
