@@ -21,7 +21,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from ingest_memory import CATALOG  # the same WeatherBench entry (train 2010-2015, validation 2016, test 2017-18)

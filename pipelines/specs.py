@@ -16,7 +16,7 @@ import json
 import re
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -27,6 +27,9 @@ from simvp.trainer import TrainConfig
 from .errors import InputError, UsageError
 from .settings import Settings
 from .timefmt import parse_hours, parse_lead, parse_step, parse_time
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 DEVICE = r"^(auto|cpu|cuda(:\d+)?)$"
 

@@ -8,7 +8,6 @@ shuffle). Both give identical samples; only the training order differs (`epoch_o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -21,7 +20,7 @@ from simvp.trainer import derive_seed, epoch_permutation
 from .errors import InputError, UsageError
 from .specs import WindowSpec
 from .store import open_store, store_stats, weekly_rhythm
-from .streaming import GROUP_BYTES, BatchStream, FrameCache, FrameReader, block_size, chunk_aware_order
+from .streaming import GROUP_BYTES, BatchStream, FrameCache, block_size, chunk_aware_order
 from .timeaxis import ns
 
 SPLITS = ("train", "validation", "test")
@@ -116,8 +115,8 @@ class Windows:
             frames = self.ds["data"][self.lo:self.hi].values.astype("float32")
             self._frames = torch.from_numpy(normalize(frames, self.stats, self.method)).to(self.device)
         else:
-            self._read = FrameReader(self.ds)
-            self._cache = FrameCache(self.ds, transform=self._normalize)
+            self._cache = FrameCache(self.ds, transform=self._normalize)  # random access (`batch`)
+            self._read = self._cache.read  # whole blocks (`batches`), through the same Zarr array
             # blocks of whole chunks from a chunk boundary at or before the split's first frame
             self.block = block_size(self._read.chunk, self.spec.length)
             self.origin = self.lo - self.lo % self._read.chunk
