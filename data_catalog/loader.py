@@ -56,7 +56,57 @@ def _first_error(path: Path, name: str, err: ValidationError) -> CatalogError:
     return CatalogError(f"{path}: entry {name!r}: field {field}: {msg}{more}")
 
 
+class DuplicateKey(yaml.YAMLError):
+    """A mapping that names one key twice (plain YAML keeps the last one silently)."""
+
+    def __init__(self, key, first: int, second: int, top: bool):
+        what = f"entry {key!r} appears twice" if top else f"key {key!r} appears twice in one mapping"
+        super().__init__(f"{what} (lines {first} and {second}); YAML would keep the last one silently: remove or "
+                         "rename one")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader refusing a mapping that names one key twice."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise DuplicateKey(key, seen[key], line, getattr(node, "_simcast_entries", False))
+                except TypeError:  # an unhashable key: the base class says so
+                    break
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _mark_entries(node) -> None:
+    """Flag the `datasets` mapping so that a duplicate there is reported as an entry."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value in node.value:
+            if getattr(key_node, "value", None) == "datasets" and isinstance(value, yaml.MappingNode):
+                value._simcast_entries = True
+
+
+def safe_load_strict(text: str):
+    """yaml.safe_load that refuses duplicate keys in any mapping (DuplicateKey, a yaml.YAMLError)."""
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _mark_entries(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def _yaml_problem(e: yaml.YAMLError) -> str:
+    if isinstance(e, DuplicateKey):
+        return str(e)
     mark = getattr(e, "problem_mark", None)
     problem = getattr(e, "problem", None) or str(e).splitlines()[0]
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -66,7 +116,7 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
 def read_entries(path: Path) -> dict[str, DatasetEntry]:
     """The entries of one catalog file, validated."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = safe_load_strict(path.read_text())
     except FileNotFoundError:
         raise CatalogError(f"{path}: catalog file not found") from None
     except (OSError, UnicodeDecodeError) as e:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .loader import CatalogError
+from .loader import CatalogError, safe_load_strict
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -40,7 +40,7 @@ def load_preset(name: str) -> Preset:
     if name not in preset_names():
         raise CatalogError(f"{PRESETS_DIR}: no preset named {name!r} (known: {', '.join(preset_names())})")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = safe_load_strict(path.read_text())
         if not isinstance(raw, dict):
             raise ValueError("expected a mapping with 'description', 'model' and 'training'")
         return Preset(name=name, **raw)

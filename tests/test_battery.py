@@ -155,6 +155,7 @@ def _user_files(w: Path) -> None:
     (w / "bad-catalogs").mkdir()
     (w / "bad-catalogs/syntax.yaml").write_text("datasets:\n  x: {kind: taxibj,\n  y: [\n")
     (w / "bad-catalogs/field.yaml").write_text(yaml.safe_dump({"datasets": {"x": {**TINY_WB, "time_step": "hourly"}}}))
+    (w / "bad-catalogs/twice.yaml").write_text("datasets:\n  x:\n    kind: taxibj\n  x:\n    kind: weatherbench\n")
     (w / "bad-catalogs/reversed.yaml").write_text(yaml.safe_dump({"datasets": {
         "wb-reversed-range": {**TINY_WB, "variables": [{"name": "t2m", "valid_range": [300, 200]}]}}}))
 
@@ -262,6 +263,9 @@ CASES = {
                                  env={"SIMCAST_CATALOG": f"{W}/bad-catalogs/syntax.yaml"}),
     "catalog: bad field": Case(["catalog", "list"], 2, [f"{W}/bad-catalogs/field.yaml", "field time_step"],
                                env={"SIMCAST_CATALOG": f"{W}/bad-catalogs/field.yaml"}),
+    "catalog: an entry twice": Case(["catalog", "list"], 2, [f"{W}/bad-catalogs/twice.yaml",
+                                                             "entry 'x' appears twice (lines 2 and 4)"],
+                                    env={"SIMCAST_CATALOG": f"{W}/bad-catalogs/twice.yaml"}),
     "catalog: missing file": Case(["catalog", "list"], 2, [f"{W}/nothing.yaml", "catalog file not found"],
                                   env={"SIMCAST_CATALOG": f"{W}/nothing.yaml"}),
     "catalog: reversed range": Case(["ingest", "wb-reversed-range"], 2, ["valid_range must be [min, max]"],

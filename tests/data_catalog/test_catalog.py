@@ -117,3 +117,18 @@ def test_catalog_show_prints_yaml_that_loads_back_to_the_same_entry(tmp_path, mo
         (tmp_path / "copy.yaml").write_text(shown.stdout)
         assert yaml.safe_load(shown.stdout)["datasets"][name]
         assert data_catalog.read_entries(tmp_path / "copy.yaml")[name] == load_catalog()[name]
+
+
+def test_an_entry_or_field_named_twice_is_refused_with_its_lines(tmp_path):
+    (tmp_path / "twice.yaml").write_text("datasets:\n  a:\n    kind: taxibj\n  b:\n    kind: taxibj\n"
+                                         "  a:\n    kind: weatherbench\n")
+    with pytest.raises(CatalogError) as e:
+        load_catalog(tmp_path / "twice.yaml")
+    assert str(e.value) == (f"{tmp_path / 'twice.yaml'}: entry 'a' appears twice (lines 2 and 6); YAML would keep "
+                            "the last one silently: remove or rename one")
+    (tmp_path / "field.yaml").write_text("datasets:\n  a:\n    kind: taxibj\n    epochs: 1\n    kind: weatherbench\n")
+    with pytest.raises(CatalogError, match=r"field.yaml: key 'kind' appears twice in one mapping \(lines 3 and 5\)"):
+        load_catalog(tmp_path / "field.yaml")
+    # the same keys in different mappings are fine
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump({"datasets": {"x": {**GOOD}, "y": {**GOOD}}}))
+    assert set(load_catalog(tmp_path / "ok.yaml", bundled=False).entries) == {"x", "y"}
