@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import simvp
-from simvp.checkpoint import CheckpointError, load_checkpoint
+from simvp.checkpoint import CheckpointError, load_checkpoint, model_config, to_json
 from simvp.trainer import TrainResult, seed_everything, train
+from simvp.trainer.resume import META_KEYS_FREE_ON_RESUME, TRAJECTORY_FIELDS
 
 from . import __version__
 from .checkpoints import store_signature
@@ -80,6 +81,25 @@ def _check_resumed_data(spec: TrainSpec, signature: dict) -> None:
                                   f"{spec.store} (rebuilt from other data?); start a new run")
 
 
+def _check_resumable(spec: TrainSpec, meta: dict, model) -> None:
+    """What the trainer checks before resuming (the same data, model and trajectory settings), checked before
+    spec.json is written: a refused resume changes nothing in the run folder."""
+    last = spec.run_dir / "last.pt"
+    if not (spec.resume and last.exists()):
+        return
+    saved = load_checkpoint(last)["meta"]
+    ours = json.loads(to_json({**meta, "model_config": model_config(model)}, "meta"))
+    keys = sorted(k for k in ours if k not in META_KEYS_FREE_ON_RESUME and saved.get(k) != ours[k])
+    if keys:
+        raise CheckpointError(f"{last}: cannot resume: the run in {spec.run_dir} was trained on other data or "
+                              f"another model (differs in: {', '.join(keys)}); use a new run folder")
+    before, now = saved.get("train_config", {}), json.loads(json.dumps(spec.training.to_dict()))
+    changed = [f"{k}={before.get(k)!r}->{now.get(k)!r}" for k in TRAJECTORY_FIELDS if before.get(k) != now.get(k)]
+    if changed:
+        raise CheckpointError(f"{last}: cannot resume with a different training config ({', '.join(changed)}); "
+                              "use the same settings or a new run folder")
+
+
 def run(spec: TrainSpec, progress: bool = True, log=None) -> TrainOutcome:
     """Train SimVP as the spec says; returns the run folder, the best checkpoint and the training record."""
     device = resolve_device(spec.training.device)
@@ -108,9 +128,6 @@ def run(spec: TrainSpec, progress: bool = True, log=None) -> TrainOutcome:
                                      "train longer or use --schedule constant")
     seed_everything(spec.training.seed)  # before the model is built: the seed fixes its initial weights
     model = simvp.SimVP(spec.simvp_config(channels, tuple(grid)))
-    if _main_process():
-        prepare_run_dir(spec)
-        write_text_atomic(spec.run_dir / "spec.json", spec.dump() + "\n")
     meta = {
         "dataset": spec.dataset,
         "preset": spec.preset,
@@ -122,6 +139,10 @@ def run(spec: TrainSpec, progress: bool = True, log=None) -> TrainOutcome:
         "samples": {s: len(w) for s, w in windows.items()},
         "simcast_version": __version__,
     }
+    if _main_process():
+        _check_resumable(spec, meta, model)  # a refused resume leaves the run folder as it is
+        prepare_run_dir(spec)
+        write_text_atomic(spec.run_dir / "spec.json", spec.dump() + "\n")
     try:
         with reading(spec.store):
             result = train(model, windows["train"], windows["validation"], spec.training, spec.run_dir, meta,

@@ -99,3 +99,24 @@ def test_catalog_training_defaults_reach_the_trainer(tmp_path, monkeypatch):
     flagged = TrainSpec.from_catalog("t", epochs=2, lr=0.1, batch_size=None).training
     assert (flagged.epochs, flagged.lr, flagged.optimizer) == (2, 0.1, "adamw")  # options win, unset ones do not
     assert flagged.batch_size == 16  # the preset's recipe
+
+
+def _tree(folder):
+    import hashlib
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_refused_resume_changes_nothing_and_the_plain_resume_still_works(tiny):
+    run = tiny / "run"
+    args = ["train", "tiny", "--device", "cpu", "--out", str(run), "--epochs", "1", "--max-steps-per-epoch", "2"]
+    _ok(runner.invoke(app, args))
+    before = _tree(run)
+    for change in (["--lr", "0.5"], ["--seed", "7"], ["--batch-size", "4"]):
+        result = runner.invoke(app, [*args, "--resume", *change])
+        lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert f"{run}/last.pt: cannot resume with a different training config" in lines[0]
+        assert _tree(run) == before, change  # spec.json keeps the run's own settings
+    assert "lr=0.01->0.5" in runner.invoke(app, [*args, "--resume", "--lr", "0.5"]).stderr
+    _ok(runner.invoke(app, ["train", "tiny", "--device", "cpu", "--resume", "--out", str(run)]))
