@@ -116,13 +116,23 @@ class Settings:
 
 
 def resolve_device(name: str = "auto", local_rank: int | None = None):
-    """`auto`, `cpu`, `cuda` or `cuda:N` as a torch device; a device this machine lacks is a usage error."""
+    """`auto`, `cpu`, `cuda` or `cuda:N` as a torch device; a device this machine lacks is a usage error that says
+    what to ask for instead."""
+    import torch
+
     from simvp.trainer import DeviceError
     from simvp.trainer import resolve_device as to_device
 
     if local_rank is None:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     try:
-        return to_device(name, local_rank)
-    except DeviceError as e:
-        raise UsageError("device", str(e)) from None
+        device = to_device(name, local_rank)
+    except DeviceError:
+        why = (f"torch {torch.__version__} is a CPU-only build" if torch.version.cuda is None
+               else "no GPU is visible: driver, CUDA_VISIBLE_DEVICES")
+        raise UsageError("device", f"{name!r} asked for, but CUDA is not available on this machine ({why}); use "
+                                   "cpu, or auto to take a GPU only when there is one") from None
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise UsageError("device", f"{name!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s) "
+                                   f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    return device

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import simvp
+from data_catalog import CatalogError
 from simvp.checkpoint import CheckpointError, load_checkpoint, model_config, to_json
-from simvp.trainer import TrainResult, seed_everything, train
+from simvp.trainer import DeviceOutOfMemory, TrainResult, seed_everything, train
 from simvp.trainer.resume import META_KEYS_FREE_ON_RESUME, TRAJECTORY_FIELDS
 
 from . import __version__
@@ -32,6 +33,19 @@ from .windows import split_windows
 
 class TrainingDiverged(SimcastError):
     """The loss became NaN or infinite: the settings (learning rate, batch size) do not suit the data."""
+
+
+class OutOfDeviceMemory(SimcastError):
+    """The GPU (or CPU) ran out of memory at the batch size asked for."""
+
+
+def out_of_memory_line(run_dir: Path, error: DeviceOutOfMemory) -> str:
+    """What failed and what to try: half the batch size that failed (the one of this phase), or bf16 autocast."""
+    option = "--batch-size" if error.phase == "a training step" else "--eval-batch-size"
+    advice = f"try {option} {error.smaller_batch}"
+    if not error.amp and error.device.startswith("cuda"):
+        advice += " or bf16 autocast (--amp)"
+    return f"{run_dir}: {error}; {advice}"
 
 
 @dataclass
@@ -81,6 +95,45 @@ def _check_resumed_data(spec: TrainSpec, signature: dict) -> None:
                                   f"{spec.store} (rebuilt from other data?); start a new run")
 
 
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def available_memory(device) -> int:
+    """Bytes free for training on the device: the GPU's free memory, or the machine's available memory."""
+    if device.type == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info(device)[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_fits(spec: TrainSpec, config, device) -> None:
+    """Refuse, before building it, a model that the device cannot hold for training: the estimate of
+    simvp.training_memory (weights, gradients, Adam moments, the activations of one batch) against the memory
+    available now. Named as the user gave it: the spec file's field model, the catalog's, or --batch-size."""
+    from simvp.model import training_memory
+
+    params, need = training_memory(config, spec.training.batch_size)
+    free = available_memory(device)
+    if need <= free:
+        return
+    sizes = ", ".join(f"{k}={getattr(config, k)}" for k in ("hid_S", "hid_T", "N_S", "N_T"))
+    problem = (f"a SimVP of {params:.3g} parameters ({sizes}) needs about {_gib(need)} to train with batch size "
+               f"{spec.training.batch_size} on {device.type}, more than the {_gib(free)} available")
+    if spec.spec_file is not None:
+        raise InputError(spec.spec_file, f"field model: {problem}; choose a smaller model or batch size")
+    if 16 * params <= free:
+        raise UsageError("batch_size", f"{problem}; choose a smaller batch size")
+    from .settings import Settings
+
+    origin = Settings.load().catalog().origins.get(spec.dataset, "catalog")
+    raise CatalogError(f"{origin}: entry {spec.dataset!r}: field training.model (with preset {spec.preset!r}): "
+                       f"{problem}; choose a smaller model")
+
+
 def _check_resumable(spec: TrainSpec, meta: dict, model) -> None:
     """What the trainer checks before resuming (the same data, model and trajectory settings), checked before
     spec.json is written: a refused resume changes nothing in the run folder."""
@@ -126,8 +179,10 @@ def run(spec: TrainSpec, progress: bool = True, log=None) -> TrainOutcome:
     if spec.training.schedule == "onecycle" and steps < 2:
         raise UsageError("schedule", f"onecycle needs at least 2 optimizer steps, these settings give {steps}; "
                                      "train longer or use --schedule constant")
+    config = spec.simvp_config(channels, tuple(grid))
+    check_fits(spec, config, device)
     seed_everything(spec.training.seed)  # before the model is built: the seed fixes its initial weights
-    model = simvp.SimVP(spec.simvp_config(channels, tuple(grid)))
+    model = simvp.SimVP(config)
     meta = {
         "dataset": spec.dataset,
         "preset": spec.preset,
@@ -149,6 +204,8 @@ def run(spec: TrainSpec, progress: bool = True, log=None) -> TrainOutcome:
                            resume=spec.resume, progress=progress, log=log)
     except FloatingPointError as e:
         raise TrainingDiverged(f"{spec.run_dir}: {e}") from None
+    except DeviceOutOfMemory as e:
+        raise OutOfDeviceMemory(out_of_memory_line(spec.run_dir, e)) from None
     except FileExistsError as e:  # the trainer's own guard against overwriting a run (checked above as well)
         raise OutputError(spec.run_dir, str(e)) from None
     return TrainOutcome(spec.run_dir, result.best_path, result, meta["samples"])

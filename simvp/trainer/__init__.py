@@ -17,7 +17,7 @@ slice of every global batch of the shared epoch permutation (so every rank runs 
 steps), losses are all-reduced and only rank 0 writes files.
 
 Modules: `config` (what a run takes and gives), `loop` (the loop, evaluation, prediction),
-`distributed` (device and process group), `resume` (checkpoints and resumption), `progress`
+`distributed` (device and process group), `memory` (running out of device memory), `resume` (checkpoints and resumption), `progress`
 (progress lines and run files).
 """
 
@@ -43,6 +43,7 @@ _HOMES = {
     "build_optimizer": ".loop",
     "resolve_device": ".distributed",
     "DeviceError": ".distributed",
+    "DeviceOutOfMemory": ".memory",
     "CheckpointError": "..errors",
 }
 

@@ -31,6 +31,7 @@ from ..schedules import build_scheduler
 from ..translators import differential_divergence_loss
 from .config import Prediction, TrainConfig, TrainResult, WindowData
 from .distributed import _Context, all_reduce_mean, barrier, determinism, setup, sync_buffers, wrap
+from .memory import out_of_memory_at
 from .progress import Progress, RunFiles
 from .resume import load_last, restore, save_epoch
 
@@ -137,13 +138,14 @@ def evaluate(model: nn.Module, data: WindowData, batch_size: int = 16,
     sse = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
     try:
-        for x, y in iter_batches(data, torch.arange(rank, len(data), world_size).split(batch_size)):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with _autocast(device, amp):
-                pred = model(x)
-            _check_shapes(pred, y)
-            sse += (pred[:, :, : y.shape[2]].float() - y.float()).pow(2).sum(dtype=torch.float64)
-            count += y.numel()
+        with out_of_memory_at(device, "evaluation", batch_size, amp and device.type == "cuda"):
+            for x, y in iter_batches(data, torch.arange(rank, len(data), world_size).split(batch_size)):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with _autocast(device, amp):
+                    pred = model(x)
+                _check_shapes(pred, y)
+                sse += (pred[:, :, : y.shape[2]].float() - y.float()).pow(2).sum(dtype=torch.float64)
+                count += y.numel()
     finally:
         model.train(was_training)
     if world_size > 1:
@@ -165,8 +167,9 @@ def predict(model: nn.Module, data: WindowData, batch_size: int = 16,
     model.eval()
     indices = torch.arange(len(data)).split(batch_size)
     for index, (x, y) in zip(indices, iter_batches(data, indices)):
-        with _autocast(device, amp):
-            pred = model(x.to(device, non_blocking=True))
+        with out_of_memory_at(device, "prediction", batch_size, amp and device.type == "cuda"):
+            with _autocast(device, amp):
+                pred = model(x.to(device, non_blocking=True))
         _check_shapes(pred, y)
         yield Prediction(index, pred[:, :, : y.shape[2]].float(), y)
 
@@ -263,8 +266,9 @@ def _train(model, train_data, val_data, config: TrainConfig, run_dir: Path, meta
             if state["stopped_early"]:
                 break
             t0 = time.perf_counter()
-            train_loss, train_mse = _train_epoch(run, epoch, state, bar)
-            record = _end_epoch(run, epoch, t0, train_loss, train_mse, state)
+            with out_of_memory_at(ctx.device, "a training step", config.batch_size, run.amp):
+                train_loss, train_mse = _train_epoch(run, epoch, state, bar)
+            record = _end_epoch(run, epoch, t0, train_loss, train_mse, state)  # its evaluate() reports memory
             if files is not None:
                 save_epoch(run_dir, record["best"], bare, optimizer, scheduler, state, meta)
                 files.write(state["history"])
