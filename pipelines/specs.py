@@ -18,7 +18,7 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, field_validator
 
 from data_catalog import CatalogError, DatasetEntry, load_preset
 from simvp import SimVPConfig
@@ -253,6 +253,32 @@ class TrainSpec(Spec):
     model: dict[str, Any] = derived(help="SimVP arguments: the preset's model with the catalog's overrides")
     window: WindowSpec = derived()
     training: TrainConfig = derived()
+    _file: Path | None = PrivateAttr(None)  # the spec file it was read from (load), named in its errors
+
+    @property
+    def spec_file(self) -> Path | None:
+        return self._file
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainSpec":
+        """A train spec file (spec.json), its model settings checked like the catalog's: a wrong name, type or
+        range is one line naming the file and the field."""
+        spec = super().load(path)
+        known = {f.name for f in dataclasses.fields(SimVPConfig)}
+        unknown = sorted(set(spec.model) - known)
+        if unknown:
+            raise InputError(path, f"field model.{unknown[0]}: not a SimVP setting "
+                                   f"(known: {', '.join(sorted(known))})")
+        try:
+            SimVPConfig(**{**spec.model, "in_shape": (spec.window.input, 1, 8, 8), "out_frames": spec.window.output,
+                           "translator": spec.translator})
+        except (TypeError, ValueError) as e:
+            field, _, problem = str(e).partition(" ")
+            where = f"field model.{field}: {problem}" if field in known else f"field model: {e}"
+            raise InputError(path, where) from None
+        spec._file = Path(path)
+        return spec
+
 
     @field_validator("model")
     @classmethod

@@ -4,6 +4,7 @@ translators and learning-rate schedules (the modules that implement them check t
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -52,6 +53,7 @@ class SimVPConfig:
     anchor_trend: bool = False
 
     def __post_init__(self) -> None:
+        _check_types(self)
         in_shape = tuple(int(v) for v in self.in_shape)
         if len(in_shape) != 4 or min(in_shape) < 1:
             raise ValueError(f"in_shape must be (T, C, H, W) of positive sizes, got {self.in_shape!r}")
@@ -84,3 +86,36 @@ class SimVPConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> "SimVPConfig":
         """The config of `to_dict` (or of a checkpoint's ``meta["model_config"]``)."""
         return cls(**data)
+
+
+# integer fields and their smallest value (a config is often user input: a catalog, a run's spec.json)
+_SIZES = {"hid_S": 1, "hid_T": 1, "N_S": 1, "N_T": 1, "spatio_kernel_enc": 1, "spatio_kernel_dec": 1}
+
+
+def _check_types(config: SimVPConfig) -> None:
+    """ValueError naming the field for a value of the wrong type or out of range (`hid_S must be ...`)."""
+    def whole(name, value, low):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+    for name, low in _SIZES.items():
+        whole(name, getattr(config, name), low)
+    for name in ("out_frames", "residual_lag"):
+        if getattr(config, name) is not None:
+            whole(name, getattr(config, name), 1)
+    if not isinstance(config.in_shape, (tuple, list)) or len(config.in_shape) != 4:
+        raise ValueError(f"in_shape must be (T, C, H, W) of positive sizes, got {config.in_shape!r}")
+    for v in config.in_shape:
+        whole("in_shape", v, 1)
+    ratio = config.mlp_ratio
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 < ratio <= 1024:
+        raise ValueError(f"mlp_ratio must be a number in (0, 1024], got {ratio!r}")
+    for name in ("drop", "drop_path"):
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < 1:
+            raise ValueError(f"{name} must be a number in [0, 1), got {v!r}")
+    for name in ("residual", "anchor_trend"):
+        if not isinstance(getattr(config, name), bool):
+            raise ValueError(f"{name} must be true or false, got {getattr(config, name)!r}")
+    if not isinstance(config.translator, str):
+        raise ValueError(f"translator must be one of {sorted(TRANSLATOR_NAMES)}, got {config.translator!r}")

@@ -158,3 +158,31 @@ class SimVP(nn.Module):
             context = torch.cat([context[:, -self.in_frames:], y], dim=1)
             produced += k
         return torch.cat(out, dim=1)[:, :steps]
+
+
+def training_memory(config: SimVPConfig, batch_size: int) -> tuple[int, int]:
+    """(parameters, bytes) that training this model with batches of `batch_size` needs, estimated without
+    allocating anything: the model is built and run once on torch's meta device. The bytes count four fp32
+    copies of the weights (weights, gradients, Adam's two moments) and every module's output of a forward pass
+    (what autograd keeps for the backward pass)."""
+    outputs = []
+
+    def count(module, inputs, output):
+        if torch.is_tensor(output):
+            outputs.append(output.numel() * 4)
+
+    with torch.device("meta"):
+        try:
+            model = SimVP(config)
+        except RuntimeError as e:  # a weight of more elements than a tensor can index: beyond any machine
+            if "overflow" not in str(e):
+                raise
+            return 2**63 - 1, 2**63 - 1
+        hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
+        try:
+            model(torch.empty(batch_size, *config.in_shape))
+        finally:
+            for h in hooks:
+                h.remove()
+    params = sum(p.numel() for p in model.parameters())
+    return params, 16 * params + sum(outputs)

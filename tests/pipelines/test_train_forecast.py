@@ -120,3 +120,24 @@ def test_a_refused_resume_changes_nothing_and_the_plain_resume_still_works(tiny)
         assert _tree(run) == before, change  # spec.json keeps the run's own settings
     assert "lr=0.01->0.5" in runner.invoke(app, [*args, "--resume", "--lr", "0.5"]).stderr
     _ok(runner.invoke(app, ["train", "tiny", "--device", "cpu", "--resume", "--out", str(run)]))
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"hid_S": "abc"}, "field model.hid_S: must be an integer >= 1, got 'abc'"),
+    ({"N_T": -2}, "field model.N_T: must be an integer >= 1, got -2"),
+    ({"drop_path": 1.5}, "field model.drop_path: must be a number in [0, 1), got 1.5"),
+    ({"hid_Z": 3}, "field model.hid_Z: not a SimVP setting"),
+    ({"hid_S": 100000000}, "field model: a SimVP of"),
+    ({"hid_S": 20000, "hid_T": 40000}, "available; choose a smaller model"),  # ~2 TiB
+])
+def test_a_spec_file_is_checked_like_the_catalog(tiny, change, says):
+    spec = TrainSpec.from_catalog("tiny", run_dir=tiny / "run")
+    doc = json.loads(spec.dump())
+    doc["model"].update(change)
+    doc["run_dir"] = str(tiny / "new-run")
+    (tiny / "my spec.json").write_text(json.dumps(doc))
+    result = runner.invoke(app, ["train", "tiny", "--device", "cpu", "--spec", str(tiny / "my spec.json")])
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, (result.output, result.exception)
+    assert lines[0].startswith(f"error: {tiny / 'my spec.json'}: ") and says in lines[0], lines[0]
+    assert not (tiny / "new-run").exists()
