@@ -30,6 +30,7 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
+import itertools
 import json
 import os
 import shutil
@@ -37,6 +38,7 @@ import warnings
 from pathlib import Path
 
 import dask.array as da
+import google_crc32c
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -76,6 +78,7 @@ def check_archive_target(path: str | Path, dataset: str) -> None:
         if held != dataset:
             raise OutputError(path, f"is the forecast archive of {held!r}, not {dataset!r}; one archive holds one "
                                     "data set: choose another archive path")
+        check_archive(path, OutputError)  # a damaged archive is said before the forecast, and never added to
 
 
 def open_archive(path: str | Path, dataset: str | None = None) -> xr.Dataset:
@@ -93,7 +96,7 @@ def open_archive(path: str | Path, dataset: str | None = None) -> xr.Dataset:
                                f"({ARCHIVE_FORMAT}); move it away and archive the forecasts again")
     if dataset is not None and attrs.get("dataset") != dataset:
         raise InputError(path, f"is the forecast archive of {attrs.get('dataset')!r}, not {dataset!r}")
-    _check_whole(path, StoreError)
+    check_archive(path, StoreError)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         ds = xr.open_zarr(path, consolidated=True)
@@ -101,16 +104,52 @@ def open_archive(path: str | Path, dataset: str | None = None) -> xr.Dataset:
     return ds
 
 
-def _check_whole(path: Path, error) -> None:
+MOVE_AWAY = "move it away (the next archived forecast starts a new one)"
+
+
+def check_archive(path: str | Path, error=StoreError) -> None:
+    """Check that the archive at path is whole, reading every file but decoding nothing: each array's metadata
+    (`<array>/zarr.json`) readable and the same as the consolidated metadata readers use, every chunk present,
+    and every chunk's bytes matching its crc32c checksum. `error` (StoreError for readers, OutputError for a
+    forecast that would add to it) names the first damaged array and chunk in one line."""
+    path = Path(path)
+
+    def damaged(problem):
+        return error(path, f"damaged archive: {problem}; {MOVE_AWAY}")
+
     try:
-        missing = missing_chunks(path)
-    except (OSError, ValueError, KeyError) as e:
-        raise error(path, f"damaged archive: its metadata cannot be read ({e}); move it away (the next "
-                          "archived forecast starts a new one)") from None
+        consolidated = json.loads((path / "zarr.json").read_text())["consolidated_metadata"]["metadata"]
+        group = zarr.open_group(str(path), mode="r")
+        arrays = dict(group.arrays())
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise damaged(f"its metadata (zarr.json) cannot be read ({e})") from None
+    for name in sorted(consolidated):
+        try:
+            own = json.loads((path / name / "zarr.json").read_text())
+        except (OSError, ValueError) as e:
+            problem = "is missing" if isinstance(e, FileNotFoundError) else "cannot be read"
+            raise damaged(f"array {name!r}: its metadata ({name}/zarr.json) {problem}") from None
+        if own != consolidated[name]:
+            raise damaged(f"array {name!r}: its metadata ({name}/zarr.json) differs from the archive's "
+                          "consolidated metadata")
+    missing = missing_chunks(path)
     if missing:
         name, key = missing[0]
-        raise error(path, f"damaged archive: array {name!r} chunk {key} is missing ({len(missing)} chunks in all); "
-                          "move it away (the next archived forecast starts a new one)")
+        more = f" ({len(missing)} chunks in all)" if len(missing) > 1 else ""
+        raise damaged(f"array {name!r} chunk {key} is missing{more}")
+    for name, array in sorted(arrays.items()):
+        if not array.metadata.codecs or array.metadata.codecs[-1].to_dict().get("name") != "crc32c":
+            continue  # written by simcast with a checksum on every array; nothing to check without one
+        for key in _chunk_keys(array):
+            raw = (path / name / key).read_bytes()
+            if len(raw) < 4 or google_crc32c.value(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+                raise damaged(f"array {name!r} chunk {key} is corrupt (its checksum does not match)")
+
+
+def _chunk_keys(array: zarr.Array):
+    grid = [range(-(-s // c)) for s, c in zip(array.shape, array.chunks)]
+    for coords in itertools.product(*grid):
+        yield array.metadata.encode_chunk_key(coords)
 
 
 @contextlib.contextmanager
@@ -171,7 +210,7 @@ def _open_current(path: Path, fc: xr.Dataset) -> xr.Dataset:
     if attrs.get("simcast_archive_format") != ARCHIVE_FORMAT:
         raise OutputError(path, f"archive format {attrs.get('simcast_archive_format')} is not this simcast's "
                                 f"({ARCHIVE_FORMAT}); move it away (the next archived forecast starts a new one)")
-    _check_whole(path, OutputError)
+    check_archive(path, OutputError)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         old = xr.open_zarr(path, consolidated=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -287,3 +288,67 @@ def test_a_killed_archive_write_keeps_the_previous_archive(tw, point, n):
         np.testing.assert_array_equal(ds["t2m"].values[1], fc["t2m"].values[0])
     leftovers = [p.name for p in archive.parent.iterdir() if p.name.startswith(f".{archive.name}.")]
     assert leftovers == [f".{archive.name}.lock"], leftovers
+
+
+# ---- a damaged archive: refused by the forecast that would add to it and by verify, left as it is ----------
+
+def _flip(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+DAMAGE = {  # what is done to an archive of two init times -> what the line says
+    "corrupt first chunk": (lambda a: _flip(a / "t2m/c.0.0.0.0"), "array 't2m' chunk c.0.0.0.0 is corrupt"),
+    "corrupt last chunk": (lambda a: _flip(a / "t2m/c.1.0.0.0"), "array 't2m' chunk c.1.0.0.0 is corrupt"),
+    "corrupt coordinate": (lambda a: _flip(a / "has_forecast/c/0/0"), "array 'has_forecast' chunk c/0/0 is corrupt"),
+    "deleted chunk": (lambda a: (a / "t2m/c.1.0.0.0").unlink(), "array 't2m' chunk c.1.0.0.0 is missing"),
+    "garbled array metadata": (lambda a: (a / "t2m/zarr.json").write_text("{garbage"),
+                               "array 't2m': its metadata (t2m/zarr.json) cannot be read"),
+    "deleted array metadata": (lambda a: (a / "t2m/zarr.json").unlink(),
+                               "array 't2m': its metadata (t2m/zarr.json) is missing"),
+    "changed array metadata": (lambda a: (a / "t2m/zarr.json").write_text(
+        (a / "t2m/zarr.json").read_text().replace('"units": "K"', '"units": "degC"')),
+        "array 't2m': its metadata (t2m/zarr.json) differs from the archive's consolidated metadata"),
+}
+
+
+def _damaged_archive(wb, ws, how: str) -> Path:
+    path = ws / "outputs/archive/tiny-wb.zarr"
+    add_to_archive(make_forecast(wb.ds, ["2010-01-05T00:00", "2010-01-05T06:00"]), path)
+    DAMAGE[how][0](path)
+    return path
+
+
+@pytest.mark.parametrize("how", list(DAMAGE))
+def test_a_damaged_archive_is_refused_by_additions_and_verify_and_kept_as_it_is(wb, ws, how):
+    from pipelines.errors import StoreError
+
+    path = _damaged_archive(wb, ws, how)
+    digest, says = tree(path), DAMAGE[how][1]
+    for leads in (6, 3):  # the same lead axis (kept chunks are linked) and another (they are rewritten)
+        with pytest.raises(OutputError, match="damaged archive: " + re.escape(says)):
+            add_to_archive(make_forecast(wb.ds, ["2010-01-06T00:00"], leads=leads), path)
+        assert tree(path) == digest
+    line = f"{re.escape(str(path))}: damaged archive: {re.escape(says)}.*; move it away"
+    with pytest.raises(StoreError, match=line):
+        open_archive(path, "tiny-wb")
+    result = CliRunner().invoke(app, ["verify", "tiny-wb"])
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and says in lines[0], (result.output, result.exception)
+    assert tree(path) == digest and not (ws / "outputs/verification").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["corrupt first chunk", "corrupt last chunk", "garbled array metadata"])
+def test_forecast_into_a_damaged_archive_is_refused_before_any_work(tw, how):
+    archive = tw / f"outputs/damaged-{how.replace(' ', '-')}.zarr"
+    simcast(*forecast_args("fc/ok", "2010-01-05T00:00/2010-01-05T06:00/6h", "--archive-path", str(archive)))
+    DAMAGE[how][0](archive)
+    digest = tree(archive)
+    for init in ("2010-01-06T00:00", "2010-01-05T06:00"):  # a new init time, and one that replaces a chunk
+        result = CliRunner().invoke(app, forecast_args("fc/new", init, "--archive-path", str(archive)))
+        lines = [ln for ln in result.output.splitlines() if ln.strip()]
+        assert result.exit_code == 1 and len(lines) == 1, (result.output, result.exception)
+        assert lines[0].startswith(f"error: {archive}: damaged archive: {DAMAGE[how][1]}"), lines[0]
+        assert tree(archive) == digest and not (tw / "fc/new.zarr").exists()
