@@ -102,6 +102,42 @@ class Extent(_Strict):
         return v
 
 
+class Region(_Strict):
+    """A part of the grid scored on its own: a lat/lon box on lon/lat grids (bounds inclusive; a lon range whose
+    start is east of its end wraps across the antimeridian or 0, e.g. [-12.5, 42.5] on a 0..360 grid), or row and
+    column ranges (0-based, end exclusive) on grids without coordinates."""
+
+    lat: tuple[float, float] | None = None
+    lon: tuple[float, float] | None = None
+    rows: tuple[int, int] | None = None
+    cols: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Region":
+        box, index = (self.lat, self.lon) != (None, None), (self.rows, self.cols) != (None, None)
+        if box == index:
+            raise ValueError("a region is a lat/lon box (lat, lon) or index ranges (rows, cols): give one of them")
+        if self.lat is not None and not (-90 <= self.lat[0] < self.lat[1] <= 90):
+            raise ValueError(f"lat must satisfy -90 <= min < max <= 90, got {list(self.lat)}")
+        for name in ("rows", "cols"):
+            v = getattr(self, name)
+            if v is not None and not (0 <= v[0] < v[1]):
+                raise ValueError(f"{name} must satisfy 0 <= start < end, got {list(v)}")
+        return self
+
+
+class Scoring(_Strict):
+    """How evaluation and verification score the data set, beyond the defaults."""
+
+    regions: dict[str, Region] = Field(default_factory=dict, description="named regions scored besides the whole grid")
+    standard_regions: bool | None = Field(
+        None, description="WeatherBench2's standard regions (tropics, extra-tropics, Europe, ...); default: on "
+                          "global lon/lat grids")
+    mask_threshold: float | None = Field(
+        None, description="LibCity-style masked MAE/MAPE/RMSE leave out true values at or below this; default: the "
+                          "data's physical floor (counts: 0) where it has one, else no masked metrics")
+
+
 class TimeRange(_Strict):
     """Times to read from a source: start and end inclusive (a date alone covers its whole day); either may be
     left out (from the first, to the last time)."""
@@ -250,6 +286,7 @@ class DatasetEntry(_Strict):
         None, description="time zone of the time stamps (IANA name, e.g. UTC, Asia/Shanghai); default: UTC for "
                           "weatherbench, the city's local time (unnamed) for taxibj")
     training: Training | None = None
+    scoring: Scoring = Field(default_factory=Scoring)
     download: Download | None = Field(
         None, description="where the source files come from: `simcast download NAME` fetches them into the data root")
 

@@ -317,24 +317,37 @@ def synth_taxibj(
 
 # ---- train, evaluate, forecast, report ----------------------------------------------------------------
 
+TERMINAL_METRICS = ("rmse_weighted", "rmse", "mae", "bias", "acc", "mse_paper", "mae_paper", "masked_mae",
+                    "masked_mape")
+
+
 def _metrics_table(metrics: dict, info: dict):
     from rich.table import Table
 
     from .report.tables import metrics_table
 
     units = set(info.get("units", {}).values())
-    header, rows = metrics_table(metrics, units.pop() if len(units) == 1 else "")
+    header, rows = metrics_table(metrics, units.pop() if len(units) == 1 else "", columns=TERMINAL_METRICS)
     table = Table(title=f"{info.get('dataset', '')} {info['split']}: {info['samples']} samples, "
                         f"{info['input']} -> {info['output']} steps of {info['time_step']}")
     for i, h in enumerate(header):
         table.add_column(h, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*row)
-    table.caption = "RMSE: sqrt of the mean squared error over all samples and grid points; *: best in its column"
+    table.caption = ("whole grid, all channels; RMSE: sqrt of the mean squared error over all samples and grid "
+                     "points (WeatherBench2's); 95% interval: block bootstrap over init times; *: best in its "
+                     "column; every metric and its convention in metrics.json / evaluation.json")
     if info.get("external"):
         table.caption += (f"; every forecaster scored on the init times {', '.join(info['external'])} holds "
                           f"({info['samples']} of {info.get('samples_without_external', '?')} samples)")
     return table
+
+
+def _skill_lines(metrics: dict, metric: str) -> list[str]:
+    from .report import skill_summary
+
+    hours = metrics.get("model", {}).get("lead_hours") or []
+    return skill_summary(metrics, metric, hours) if hours else []
 
 
 @stage_command(app, "train", TrainSpec, extra=[_extra("spec_file", Optional[Path], typer.Option(
@@ -355,11 +368,15 @@ def train(dataset: str, spec_file: Path | None = None, **options) -> None:
 
 @stage_command(app, "evaluate", EvaluateSpec)
 def evaluate(dataset: str, **options) -> None:
-    """Score a checkpoint next to persistence, previous-day and climatology baselines (physical units)."""
+    """Score a checkpoint next to persistence, previous day, climatology and a fitted linear forecast (physical
+    units, regions, 95% intervals, scorecard)."""
     from .evaluate import run
 
     metrics, info, paths = run(EvaluateSpec.from_catalog(dataset, **options))
-    _console().print(_metrics_table(metrics, info))
+    console = _console()
+    console.print(_metrics_table(metrics, info))
+    for line in _skill_lines(metrics, info["main_metric"]):
+        console.print(line, highlight=False)
     print(paths["metrics"])
 
 
@@ -397,8 +414,8 @@ def _verification_table(result: dict):
 
 @stage_command(app, "verify", VerifySpec)
 def verify(dataset: str, **options) -> None:
-    """Score the archived forecasts whose valid times are now in the store, next to the baselines for the same
-    init times, by lead and by init time; writes verification.json/.nc and an HTML/Markdown page."""
+    """Score the archived forecasts whose valid times are now in the store, next to the reference forecasts for
+    the same init times, by lead and by init time; writes verification.json/.nc and an HTML/Markdown page."""
     from .verify import run
 
     outcome = run(VerifySpec.from_catalog(dataset, **options))
@@ -428,6 +445,8 @@ def demo(
     console = _console()
     for r in run_demo(out_dir, device=device, traffic=traffic):
         console.print(_metrics_table(r.metrics, {**r.info, "dataset": r.name}))
+        for line in _skill_lines(r.metrics, r.info["main_metric"]):
+            console.print(line, highlight=False)
         for what, path in r.outputs.items():
             console.print(f"  {what}: {path}", highlight=False)
 

@@ -11,7 +11,8 @@ from simvp.checkpoint import load_checkpoint
 
 from . import evaluate, forecast, ingest, train
 from .checkpoints import window_spec
-from .forecast import horizon_steps, latest_init_with_truth
+from .forecast import latest_init_with_truth
+from .predict import horizon_steps
 from .report import write_report
 from .settings import Settings
 from .specs import EvaluateSpec, ForecastSpec, IngestSpec, TrainSpec

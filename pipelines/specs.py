@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, field_validator
 
 from data_catalog import CatalogError, DatasetEntry, load_preset
+from data_catalog.schema import Scoring
 from simvp import SimVPConfig
 from simvp.trainer import TrainConfig
 
@@ -279,7 +280,6 @@ class TrainSpec(Spec):
         spec._file = Path(path)
         return spec
 
-
     @field_validator("model")
     @classmethod
     def _model_builds(cls, model):
@@ -409,6 +409,9 @@ class EvaluateSpec(_ModelStage):
                                           "time, prediction_timedelta: lead time) on the store's grid; every "
                                           "forecaster is then scored on the init times it holds; repeatable",
                                  repeatable=True)
+    reference: str | None = option(None, help="forecaster the scorecard compares with (default: the external "
+                                              "forecast when one is given, else the best reference forecast)")
+    scoring: Scoring = derived(Scoring(), help="the catalog entry's scoring settings (regions, mask threshold)")
 
     @field_validator("external")
     @classmethod
@@ -428,7 +431,7 @@ class EvaluateSpec(_ModelStage):
         checkpoint = Path(checkpoint).absolute()
         split = overrides.get("split") or "test"
         values = {"dataset": dataset, "checkpoint": checkpoint, "store": settings.store_path(entry),
-                  "out": checkpoint.parent / f"eval-{split}"}
+                  "out": checkpoint.parent / f"eval-{split}", "scoring": entry.scoring}
         if overrides.get("external"):  # a local forecast's path is kept absolute, as the checkpoint's
             from .remote import resolve
 
@@ -502,12 +505,15 @@ class VerifySpec(Spec):
     store: Path = option(help="store with the observed truth (default: the catalog's)")
     out: Path = option(help="folder for the verification (default: <output root>/verification/NAME)")
     batch_size: int = option(16, help="init times read at a time", ge=1)
+    reference: str | None = option(None, help="forecaster the scorecard compares with (default: the best "
+                                              "reference forecast)")
+    scoring: Scoring = derived(Scoring(), help="the catalog entry's scoring settings (regions, mask threshold)")
 
     @classmethod
     def from_catalog(cls, dataset: str, settings: Settings | None = None, **overrides) -> "VerifySpec":
         settings = settings or Settings.load()
         entry = settings.entry(dataset)
-        values = {"dataset": dataset, "store": settings.store_path(entry),
+        values = {"dataset": dataset, "store": settings.store_path(entry), "scoring": entry.scoring,
                   "archive_path": settings.archive_path(dataset), "out": settings.verification_dir(dataset)}
         overrides = {k: (Path(v).absolute() if k in ("archive_path", "store", "out") and v is not None else v)
                      for k, v in overrides.items()}

@@ -10,7 +10,6 @@ set's forecast archive (archive.py), which `simcast verify` scores once the trut
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -24,14 +23,14 @@ from ..errors import InputError, UsageError
 from ..outputs import claim, ensure_writable
 from ..settings import resolve_device
 from ..specs import ForecastSpec, parse_init_time
-from ..store import open_store, physical_floor, reading, store_stats, weekly_rhythm
+from ..store import open_store, physical_floor, reading, store_stats
 from ..timeaxis import ns
-from ..timefmt import format_step, iso_minutes
-from ..windows import WindowSpec, denormalize, normalize, time_features
+from ..timefmt import iso_minutes
+from ..windows import denormalize, normalize
+from ..predict import FeatureClock, autocast, future_features, horizon_steps
 from .archive import add_to_archive, check_archive_target
 from .output import forecast_dataset, geotiff_folder, output_paths, write_forecast
 
-MAX_MODEL_CALLS = 100        # rollout steps of the model per forecast: beyond that skill is long gone
 MAX_INIT_TIMES = 100_000     # init times of one hindcast
 OUTPUT_MEMORY_SHARE = 0.5    # a forecast is held in memory before it is written: at most this share of it
 
@@ -41,22 +40,6 @@ def _memory_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 8 * 2**30
-
-
-def horizon_steps(lead_hours: float | None, trained: WindowSpec, ds: xr.Dataset, option: str) -> int:
-    """Lead steps for a horizon in hours (None: the trained output length); refused when the rollout would be
-    absurdly long."""
-    if lead_hours is None:
-        return trained.output
-    step = pd.Timedelta(ds.attrs["time_step"])
-    steps = max(1, math.ceil(pd.Timedelta(hours=lead_hours) / step))
-    calls = math.ceil(steps / trained.output)
-    if calls > MAX_MODEL_CALLS:
-        most = pd.Timedelta(step * trained.output * MAX_MODEL_CALLS)
-        raise UsageError(option, f"{lead_hours:g} h is {steps} steps of {format_step(step)}, {calls} rollouts of "
-                                 f"this {trained.output}-step model; at most {MAX_MODEL_CALLS} are supported "
-                                 f"({most.total_seconds() / 3600:g} h)")
-    return steps
 
 
 def init_times(specs: list[str], times: pd.DatetimeIndex, step: pd.Timedelta) -> pd.DatetimeIndex:
@@ -110,50 +93,6 @@ def latest_time(store: str | Path) -> pd.Timestamp:
     return pd.Timestamp(open_store(store)["time"].values[-1])
 
 
-class FeatureClock:
-    """Time features of any time, computed as the windows compute them for the store's times."""
-
-    def __init__(self, ds: xr.Dataset):
-        self.weekly = weekly_rhythm(ds)
-        self.holidays = None
-        if "holiday" in ds:
-            times = pd.DatetimeIndex(ds["time"].values)
-            self.holidays = pd.DatetimeIndex(times[ds["holiday"].values.astype(bool)].normalize().unique())
-
-    def __call__(self, times: pd.DatetimeIndex) -> np.ndarray:
-        hol = None if self.holidays is None else np.asarray(times.normalize().isin(self.holidays))
-        return time_features(times, hol, self.weekly)
-
-
-def future_features(clock: FeatureClock, inits: pd.DatetimeIndex, step: pd.Timedelta, grid, device):
-    """features(k0, k1) -> (B, k1 - k0, F, H, W): the true time features of lead steps k0..k1-1 of each init."""
-    def features(k0: int, k1: int) -> torch.Tensor:
-        ahead = pd.to_timedelta(np.arange(k0 + 1, k1 + 1) * step)
-        f = np.stack([clock(pd.DatetimeIndex(t0 + ahead)) for t0 in inits])
-        return torch.from_numpy(f).to(device)[..., None, None].expand(-1, -1, -1, *grid)
-    return features
-
-
-def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-def model_predictor(model, windows, steps: int, device: torch.device):
-    """predict(x, sample index) for evaluation: the model's own output up to its trained length, a rollout as
-    in a forecast beyond it (with the true time features of the future frames)."""
-    clock = FeatureClock(windows.ds) if windows.spec.time_features else None
-
-    @torch.no_grad()
-    def predict(x: torch.Tensor, index) -> torch.Tensor:
-        features = None
-        if clock is not None:
-            inits = windows.times[windows.frame_index(index)[:, windows.spec.input - 1]]
-            features = future_features(clock, inits, windows.step, x.shape[-2:], device)
-        with _autocast(device):
-            return model.rollout(x, steps, features=features)
-    return predict
-
-
 def make_forecast(spec: ForecastSpec, batch_size: int = 32) -> xr.Dataset:
     """The forecast dataset (init_time, lead_time, ..., lat, lon) for the spec's init times."""
     ds = open_store(spec.store)
@@ -190,7 +129,7 @@ def make_forecast(spec: ForecastSpec, batch_size: int = 32) -> xr.Dataset:
                 x = torch.cat([x, torch.from_numpy(past).to(dev)[..., None, None].expand(-1, -1, -1, *x.shape[-2:])],
                               dim=2)
                 features = future_features(clock, inits[b0:b0 + batch_size], step, x.shape[-2:], dev)
-            with torch.no_grad(), _autocast(dev):
+            with torch.no_grad(), autocast(dev):
                 pred = model.rollout(x, steps, features=features)
             pred = denormalize(pred[:, :, :n_ch].float(), stats, method)
             values[b0:b0 + len(idx)] = (pred if floor is None else pred.clamp_min(floor)).cpu().numpy()

@@ -35,7 +35,9 @@ from ..store import open_store, reading
 from ..timefmt import format_lead, format_time, lead_label, parse_lead
 from .html import _html, _markdown
 from .maps import lead_metrics_plot, metric_forecasters, render_forecast_maps
-from .tables import IN_UNITS, METRIC_NAMES, _forecasters, _units, behind_baselines, metrics_table
+from .scorecard import scorecard_plot
+from .style import label
+from .tables import IN_UNITS, METRIC_NAMES, behind, forecasters, metrics_table, units_of
 
 
 # ---- content -------------------------------------------------------------------------------------
@@ -89,18 +91,33 @@ def _lead_ranges(hours: list[float], step: float) -> str:
 
 
 def skill_summary(metrics: dict, metric: str, lead_hours: list[float]) -> list[str]:
-    """Plain sentences: at which leads the model is behind each baseline on `metric` (or ahead at every lead)."""
-    label = METRIC_NAMES.get(metric, metric)
+    """Plain sentences: at which leads the model is behind each other forecaster on `metric`, and at which of
+    them the difference is significant (its 95% block-bootstrap interval excludes zero); "better" is claimed only
+    where the interval supports it."""
+    name = METRIC_NAMES.get(metric, metric)
+    step = lead_hours[1] - lead_hours[0] if len(lead_hours) > 1 else 1.0
+    has_intervals = "versus" in metrics.get("model", {})
+
+    def leads(idx):
+        return "every lead" if len(idx) == len(lead_hours) else _lead_ranges([lead_hours[i] for i in idx], step)
+
     out = []
-    for name, worse in behind_baselines(metrics, metric).items():
-        who = {"previous_day": "the previous day"}.get(name, name.replace("_", " "))
-        if not worse:
-            out.append(f"The model beats {who} at every lead ({label}).")
+    for other, r in behind(metrics, metric).items():
+        who = {"previous_day": "the previous day", "fitted": "the fitted linear forecast"}.get(other, label(other))
+        if not r["worse"]:
+            text = f"The model scores better than {who} at every lead ({name})"
         else:
-            leads = [lead_hours[i] for i in worse if i < len(lead_hours)]
-            step = lead_hours[1] - lead_hours[0] if len(lead_hours) > 1 else 1.0
-            share = "every lead" if len(worse) == len(lead_hours) else _lead_ranges(leads, step)
-            out.append(f"The model is behind {who} at {share} ({label}).")
+            text = f"The model is behind {who} at {leads(r['worse'])} ({name})"
+        if has_intervals:
+            sig_worse, sig_better = r["significant"], r["significantly_better"]
+            parts = []
+            if sig_better:
+                parts.append(f"significantly better at {leads(sig_better)}")
+            if sig_worse:
+                parts.append(f"significantly worse at {leads(sig_worse)}")
+            text += "; " + (" and ".join(parts) if parts else "no difference is significant") + \
+                " (95% block-bootstrap interval)"
+        out.append(text + ".")
     return out
 
 
@@ -117,7 +134,7 @@ def read_metrics(path: str | Path) -> dict:
         raise InputError(path, f"metrics file not readable: {getattr(e, 'strerror', None) or e}") from None
     except ValueError as e:
         raise InputError(path, f"not a JSON metrics file ({e})") from None
-    if not isinstance(metrics, dict) or not _forecasters(metrics):
+    if not isinstance(metrics, dict) or not forecasters(metrics):
         raise InputError(path, "not a simcast metrics file (expected scores per forecaster, as simcast evaluate "
                                "writes them)")
     return metrics
@@ -222,9 +239,9 @@ def _write_report(fc, fc_label, out_dir, truth_store, metrics, projection, leads
             valid = pd.Timestamp(init) + pd.Timedelta(lead)
             maps.append((f"{var}: lead {format_lead(lead)}, init {_fmt_time(init, zone)}, valid "
                          f"{_fmt_time(valid, zone)}", f"maps/{p.name}"))
-        metrics_png, table, skill = None, None, []
+        metrics_png, table, skill, figures = None, None, [], []
         if metrics:
-            units = _units(metrics, _forecasters(metrics)) or _forecast_units(fc)
+            units = units_of(metrics) or _forecast_units(fc)
             table = metrics_table(metrics, units)
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
             for metric in ("rmse_weighted", "rmse", "mae"):
@@ -238,11 +255,16 @@ def _write_report(fc, fc_label, out_dir, truth_store, metrics, projection, leads
                                       title=f"{METRIC_NAMES[metric]} by lead time: {fc.attrs.get('dataset', '')}")
                     metrics_png = f"metrics_{metric}.png"
                     skill = skill_summary(metrics, metric, hours)
+                    if scorecard_plot(metrics, tmp / "scorecard.png", hours, metric):
+                        figures.append(("scorecard.png", "Scorecard: skill against the reference forecast by lead "
+                                                         "time (dot: significant at 95%, block bootstrap over init "
+                                                         "times)."))
                     break
         prov = provenance_rows(fc, Path(fc_label), truth_label)
-        (tmp / "report.html").write_text(_html(title, prov, table, metrics_png, maps, notes, skill, verification),
+        (tmp / "report.html").write_text(_html(title, prov, table, metrics_png, maps, notes, skill, verification, figures),
                                          encoding="utf-8")
-        (tmp / "report.md").write_text(_markdown(title, prov, table, metrics_png, maps, notes, skill, verification),
+        (tmp / "report.md").write_text(_markdown(title, prov, table, metrics_png, maps, notes, skill, verification,
+                                                   figures),
                                        encoding="utf-8")
         result.update(maps=[out_dir / rel for _, rel in maps],
                       metrics_plot=(out_dir / metrics_png) if metrics_png else None)

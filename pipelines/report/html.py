@@ -17,7 +17,7 @@ figure{margin:1em 0} figure img{max-width:100%;border:1px solid #ddd} figcaption
 
 
 def _html(title: str, prov, table, metrics_png: str | None, maps: list[tuple[str, str]], notes: list[str],
-          skill: list[str] = (), verification: tuple[str, str] | None = None) -> str:
+          skill: list[str] = (), verification: tuple[str, str] | None = None, figures=()) -> str:
     e = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{e(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
@@ -29,12 +29,16 @@ def _html(title: str, prov, table, metrics_png: str | None, maps: list[tuple[str
         header, rows = table
         out += ["<h2>Metrics</h2>", *_table_html(header, rows)]
         out.append('<p class="note">Bold: best in its column. Metrics in physical units over the '
-                   "evaluation period.</p>")
+                   "evaluation period, whole grid, all channels; conventions in evaluation.json.</p>")
     if skill:
         out.append("<ul>" + "".join(f"<li>{e(s)}</li>" for s in skill) + "</ul>")
     if metrics_png:
         out.append(f'<figure><a href="{e(metrics_png)}"><img src="{e(metrics_png)}" alt="metrics by lead time">'
-                   "</a><figcaption>Metric by lead time, model and baselines.</figcaption></figure>")
+                   "</a><figcaption>Metric by lead time, model and reference forecasts (band: the model's 95% "
+                   "interval).</figcaption></figure>")
+    for rel, caption in figures:
+        out.append(f'<figure><a href="{e(rel)}"><img src="{e(rel)}" alt="{e(caption)}"></a>'
+                   f"<figcaption>{e(caption)}</figcaption></figure>")
     if verification:
         rel, summary = verification
         out.append(f'<h2>Verification</h2><p><a href="{e(rel)}">Verification of the archived forecasts</a>: '
@@ -54,7 +58,7 @@ def _md_cell(s: str) -> str:
 
 
 def _markdown(title: str, prov, table, metrics_png: str | None, maps: list[tuple[str, str]], notes,
-              skill: list[str] = (), verification: tuple[str, str] | None = None) -> str:
+              skill: list[str] = (), verification: tuple[str, str] | None = None, figures=()) -> str:
     out = [f"# {title}", ""]
     out += [f"_{n}_" for n in notes] + ([""] if notes else [])
     out += ["## Provenance", "", "| | |", "| --- | --- |"]
@@ -71,6 +75,7 @@ def _markdown(title: str, prov, table, metrics_png: str | None, maps: list[tuple
         out += [""] + [f"- {s}" for s in skill]
     if metrics_png:
         out += ["", f"![metrics by lead time]({metrics_png})"]
+    out += [x for rel, caption in figures for x in ("", f"![{caption}]({rel})")]
     if verification:
         rel, summary = verification
         out += ["", "## Verification", "", f"[Verification of the archived forecasts]({rel}): {summary}"]

@@ -35,6 +35,8 @@ from matplotlib.figure import Figure
 from ..errors import UsageError
 from ..forecast.output import cell_bounds, forecast_variables
 from ..timefmt import format_lead, format_time, lead_label, parse_lead
+from .style import label, style
+from .tables import METRIC_NAMES, forecasters as table_forecasters
 
 log = logging.getLogger(__name__)
 
@@ -466,14 +468,6 @@ def render_forecast_maps(forecast: xr.Dataset, out_dir: str | Path, truth: xr.Da
 
 # ---- metrics by lead time ------------------------------------------------------------------------
 
-_METRIC_LABEL = {"rmse": "RMSE", "mae": "MAE", "rmse_weighted": "RMSE (latitude-weighted)", "bias": "bias",
-                 "acc": "ACC"}
-_STYLE = {"model": dict(color="tab:blue", linestyle="-", marker="o", linewidth=2.2, zorder=5),
-          "persistence": dict(color="tab:orange", linestyle="--", marker="s"),
-          "climatology": dict(color="tab:green", linestyle=":", marker="^"),
-          "previous_day": dict(color="tab:purple", linestyle="-.", marker="d")}
-
-
 def _units_of(metrics: dict, forecasters: list[str]) -> str:
     cands = [metrics.get("units")] + [metrics[f].get("units") for f in forecasters]
     for u in cands:
@@ -494,8 +488,8 @@ def _as_float(v) -> float:
 
 def metric_forecasters(metrics: dict, metric: str) -> list[str]:
     """Keys of `metrics` that are forecasters with a per-lead series of `metric`."""
-    return [k for k, v in metrics.items()
-            if isinstance(v, dict) and isinstance(v.get("by_lead"), dict) and v["by_lead"].get(metric) is not None]
+    return [k for k in table_forecasters(metrics)
+            if isinstance(metrics[k].get("by_lead"), dict) and metrics[k]["by_lead"].get(metric) is not None]
 
 
 def lead_metrics_plot(metrics: dict, out_png: str | Path, metric: str = "rmse", lead_hours=None,
@@ -531,21 +525,27 @@ def lead_metrics_plot(metrics: dict, out_png: str | Path, metric: str = "rmse", 
         y = np.array([_as_float(v) for v in metrics[name]["by_lead"][metric]])
         x = (np.asarray(lead_hours, dtype=float)[: len(y)] * scale if lead_hours is not None
              else np.arange(1, len(y) + 1))
-        style = dict(_STYLE.get(name, dict(linestyle="-", marker=".")))
-        style.setdefault("markersize", 4)
+        line = style(name)
+        line.setdefault("markersize", 4)
         overall = _as_float(metrics[name].get(metric))
-        label = name.replace("_", " ") + (f" ({overall:.3g})" if np.isfinite(overall) else "")
-        ax.plot(x[: len(y)], y[: len(x)], label=label, **style)
+        text = label(name) + (f" ({overall:.3g})" if np.isfinite(overall) else "")
+        ax.plot(x[: len(y)], y[: len(x)], label=text, **line)
+        band = metrics[name].get("intervals", {}).get(metric, {}).get("by_lead") if name == "model" else None
+        if band:
+            lo, hi = (np.array([_as_float(b[i]) for b in band]) for i in (0, 1))
+            n = min(len(x), len(lo))
+            ax.fill_between(x[:n], lo[:n], hi[:n], color=line["color"], alpha=0.18, linewidth=0,
+                            label="model: 95% interval")
         all_positive &= bool(np.all(y[np.isfinite(y)] >= 0))
     if lead_hours is not None and trained_hours and max(lead_hours) > trained_hours:
         text = f"{trained_hours:g} h" if scale == 1 else f"{trained_hours * 60:g} min"
         ax.axvline(trained_hours * scale, color="0.4", linestyle=":", linewidth=1.2,
                    label=f"trained horizon ({text}); rollout beyond")
     ax.set_xlabel(f"lead time ({unit_name})" if lead_hours is not None else "lead time (steps)")
-    ax.set_ylabel(f"{_METRIC_LABEL.get(metric, metric)}" + (f" [{units}]" if units else ""))
+    ax.set_ylabel(f"{METRIC_NAMES.get(metric, metric)}" + (f" [{units}]" if units else ""))
     ax.grid(True, alpha=0.3)
     if all_positive:
         ax.set_ylim(bottom=0)
-    ax.legend(title=f"forecaster (overall {_METRIC_LABEL.get(metric, metric)})", fontsize=9, title_fontsize=9)
-    ax.set_title(title or f"{_METRIC_LABEL.get(metric, metric)} by lead time", fontsize=11)
+    ax.legend(title=f"forecaster (overall {METRIC_NAMES.get(metric, metric)})", fontsize=9, title_fontsize=9)
+    ax.set_title(title or f"{METRIC_NAMES.get(metric, metric)} by lead time", fontsize=11)
     return _save(fig, Path(out_png))

@@ -1,19 +1,19 @@
-"""The metrics table: the model next to the baselines, best marked; one for the terminal, HTML, Markdown and
-Prefect artifacts."""
+"""The metrics tables: the model next to the reference forecasts, best marked; one for the terminal, HTML,
+Markdown and Prefect artifacts. Which metrics there are, their labels, units and which way is better come from
+their declarations (pipelines/scoring/metrics.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-TABLE_METRICS = ("rmse", "rmse_weighted", "mae", "mae_weighted", "bias", "acc", "mse_paper", "mae_paper", "ssim",
-                 "psnr")
-METRIC_NAMES = {"rmse": "RMSE", "rmse_weighted": "RMSE (lat-weighted)", "mae": "MAE",
-                "mae_weighted": "MAE (lat-weighted)", "bias": "bias", "acc": "ACC", "mse_paper": "MSE (paper)",
-                "mae_paper": "MAE (paper)", "ssim": "SSIM", "psnr": "PSNR"}
-IN_UNITS = {"rmse", "rmse_weighted", "mae", "mae_weighted", "bias"}  # the others are unitless or on [0, 1] data
-FORECASTER_ORDER = ("model", "persistence", "previous_day", "climatology")
-_HIGHER_IS_BETTER = {"acc", "ssim", "psnr"}
+from ..scoring import BASELINES, METRICS
+
+TABLE_METRICS = tuple(METRICS)
+METRIC_NAMES = {name: m.label for name, m in METRICS.items()}
+IN_UNITS = {name for name, m in METRICS.items() if m.in_units}
+FORECASTER_ORDER = ("model", *BASELINES)
+NOT_FORECASTERS = {"scorecard", "units", "lead_hours"}
 
 
 def _number(v) -> float | None:
@@ -30,40 +30,65 @@ def _number(v) -> float | None:
     return None
 
 
-def _forecasters(metrics: dict) -> list[str]:
-    names = [k for k, v in metrics.items() if isinstance(v, dict) and (
+def forecasters(metrics: dict) -> list[str]:
+    names = [k for k, v in metrics.items() if k not in NOT_FORECASTERS and isinstance(v, dict) and (
         any(_number(v.get(m)) is not None for m in TABLE_METRICS) or isinstance(v.get("by_lead"), dict))]
     return sorted(names, key=lambda n: (FORECASTER_ORDER.index(n) if n in FORECASTER_ORDER else 99, n))
 
 
-def metrics_table(metrics: dict, units: str = "") -> tuple[list[str], list[list[str]]]:
-    """Header and rows (model next to baselines) of the overall metrics present; the best value(s) in each
-    column are marked with a trailing '*'. units: of the data (from metrics["units"] when not given)."""
-    names = _forecasters(metrics)
-    cols = [m for m in TABLE_METRICS if any(_number(metrics[n].get(m)) is not None for n in names)]
-    units = units or _units(metrics, names)
+def units_of(metrics: dict, names: list[str] | None = None) -> str:
+    names = forecasters(metrics) if names is None else names
+    for u in [metrics.get("units")] + [metrics[n].get("units") for n in names]:
+        if isinstance(u, str) and u:
+            return u
+        if isinstance(u, dict) and len(set(u.values())) == 1:
+            return str(next(iter(u.values())))
+    return ""
+
+
+def metrics_table(metrics: dict, units: str = "", interval: str | None = None, columns=TABLE_METRICS
+                  ) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (model next to the reference forecasts) of the overall metrics present (of `columns`); the
+    best value(s) in each column are marked with a trailing '*'. `interval`: a metric whose 95% interval gets a
+    column (default: the first of rmse_weighted, rmse present with intervals)."""
+    names = forecasters(metrics)
+    cols = [m for m in columns if any(_number(metrics[n].get(m)) is not None for n in names)]
+    units = units or units_of(metrics, names)
+    if interval is None:
+        interval = next((m for m in ("rmse_weighted", "rmse") if m in cols
+                         and any("intervals" in metrics[n] for n in names)), None)
     header = ["forecaster"] + [METRIC_NAMES[m] + (f" [{units}]" if units and m in IN_UNITS else "") for m in cols]
-    best = {m: _best({n: metrics[n].get(m) for n in names}, m) for m in cols}
+    if interval:
+        header.insert(2 + cols.index(interval), f"{METRIC_NAMES[interval]} 95% interval")
+    best = {m: best_of({n: metrics[n].get(m) for n in names}, m) for m in cols}
     rows = []
     for n in names:
-        row = [n.replace("_", " ")]
-        for m in cols:
-            row.append(_cell(metrics[n].get(m), n in best[m]))
+        row = [n.replace("_", " ")] + [cell(metrics[n].get(m), n in best[m]) for m in cols]
+        if interval:
+            lo, hi = (metrics[n].get("intervals", {}).get(interval, {}).get("overall") or [None, None])
+            row.insert(2 + cols.index(interval), f"{cell(lo)} .. {cell(hi)}" if lo is not None else "")
         rows.append(row)
     return header, rows
 
 
-def _best(values: dict, metric: str) -> set:
-    """The names with the best value of `metric` (lowest magnitude; highest for ACC, SSIM, PSNR); none when all
-    are equal or there is only one."""
+def best_of(values: dict, metric: str) -> set:
+    """The names with the best value of `metric` (its declaration says which way is better); none when all are
+    equal or there is only one."""
     vals = {n: _number(v) for n, v in values.items()}
     vals = {n: v for n, v in vals.items() if v is not None and not np.isnan(v)}
-    score = {n: (v if metric in _HIGHER_IS_BETTER else -abs(v)) for n, v in vals.items()}
+    decl = METRICS.get(metric)
+    score = {n: float(decl.goodness(v)) if decl else -abs(v) for n, v in vals.items()}
     top = {n for n, v in score.items() if v == max(score.values(), default=None)}
     return top if len(vals) > 1 and len(top) < len(vals) else set()  # all equal: nothing to point out
 
 
-def _cell(v, best: bool = False) -> str:
+def better(metric: str, a: float, b: float) -> bool:
+    """a is better than b on metric."""
+    decl = METRICS.get(metric)
+    return bool(decl.goodness(a) > decl.goodness(b)) if decl else abs(a) < abs(b)
+
+
+def cell(v, best: bool = False) -> str:
     v = _number(v)
     return "" if v is None else f"{v:.4g}" + ("*" if best else "")
 
@@ -74,38 +99,33 @@ def lead_table(metrics: dict, metric: str, lead_hours: list[float], samples: lis
     number of samples scored at each lead when given. Leads without a score stay empty."""
     from ..timefmt import format_lead
 
-    names = [n for n in _forecasters(metrics) if metric in metrics[n].get("by_lead", {})]
+    names = [n for n in forecasters(metrics) if metric in metrics[n].get("by_lead", {})]
     header = ["lead time"] + [n.replace("_", " ") for n in names] + (["samples"] if samples is not None else [])
     rows = []
     for i, h in enumerate(lead_hours):
         values = {n: metrics[n]["by_lead"][metric][i] for n in names}
-        best = _best(values, metric)
-        row = [format_lead(pd.Timedelta(hours=h))] + [_cell(values[n], n in best) for n in names]
+        best = best_of(values, metric)
+        row = [format_lead(pd.Timedelta(hours=h))] + [cell(values[n], n in best) for n in names]
         rows.append(row + ([str(samples[i])] if samples is not None else []))
     return header, rows
 
 
-def _units(metrics: dict, names: list[str]) -> str:
-    for u in [metrics.get("units")] + [metrics[n].get("units") for n in names]:
-        if isinstance(u, str) and u:
-            return u
-        if isinstance(u, dict) and len(set(u.values())) == 1:
-            return str(next(iter(u.values())))
-    return ""
-
-
-def behind_baselines(metrics: dict, metric: str) -> dict[str, list[int]]:
-    """Lead indices (0-based) at which the model scores worse than each baseline on `metric` (lower is better;
-    for ACC, SSIM and PSNR higher is better)."""
-    higher_is_better = metric in _HIGHER_IS_BETTER
-    model = metrics.get("model", {}).get("by_lead", {}).get(metric)
-    if model is None:
+def behind(metrics: dict, metric: str) -> dict[str, dict[str, list[int]]]:
+    """Per other forecaster, the lead indices (0-based) at which the model scores worse on `metric`
+    ("worse"), and those of them where the difference is significant ("significant": its 95% interval excludes
+    zero; empty when the metrics carry no intervals)."""
+    model = metrics.get("model", {})
+    series = model.get("by_lead", {}).get(metric)
+    if series is None:
         return {}
     out = {}
-    for name, result in metrics.items():
-        series = result.get("by_lead", {}).get(metric) if isinstance(result, dict) and name != "model" else None
-        if series is not None:
-            worse = [i for i, (m, b) in enumerate(zip(model, series)) if m is not None and b is not None
-                     and (float(m) < float(b) if higher_is_better else float(m) > float(b))]
-            out[name] = worse
+    for name in forecasters(metrics):
+        theirs = metrics[name].get("by_lead", {}).get(metric) if name != "model" else None
+        if theirs is None:
+            continue
+        worse = [i for i, (m, b) in enumerate(zip(series, theirs))
+                 if _number(m) is not None and _number(b) is not None and better(metric, _number(b), _number(m))]
+        sig = model.get("versus", {}).get(name, {}).get(metric, {}).get("significant")
+        out[name] = {"worse": worse, "significant": [i for i in worse if sig and sig[i] == -1],
+                     "significantly_better": [i for i, s in enumerate(sig or []) if s == 1]}
     return out

@@ -14,18 +14,14 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
 from ..report.html import page_html, page_markdown
-from ..report.tables import IN_UNITS, METRIC_NAMES, _HIGHER_IS_BETTER, lead_table, metrics_table
+from ..report.scorecard import scorecard_plot
+from ..report.style import label, style
+from ..report.tables import IN_UNITS, METRIC_NAMES, better, forecasters, lead_table, metrics_table
 from ..timefmt import format_lead, format_time
 
 MAX_PANELS = 4        # leads plotted over init time
 MAX_INIT_ROWS = 24    # newest init times in the by-init table
 MAX_LEAD_COLUMNS = 12
-STYLE = {"model": {"color": "C3", "lw": 2.0, "marker": "o", "ms": 3.5, "zorder": 3},
-         "persistence": {"color": "C0", "lw": 1.2, "ls": "--", "marker": ".", "ms": 3},
-         "previous_day": {"color": "C2", "lw": 1.2, "ls": "-.", "marker": ".", "ms": 3},
-         "climatology": {"color": "0.45", "lw": 1.2, "ls": ":", "marker": ".", "ms": 3}}
-
-
 def _units(result: dict) -> str:
     units = set(result.get("units", {}).values())
     return units.pop() if len(units) == 1 else ""
@@ -51,13 +47,15 @@ def skill_plot(result: dict, path: Path, metric: str) -> Path | None:
     fig = Figure(figsize=(7.5, 1.2 + 1.9 * len(leads)), dpi=110, layout="constrained")
     axes = fig.subplots(len(leads), 1, sharex=True, squeeze=False)[:, 0]
     for ax, lead in zip(axes, leads):
-        for name, style in STYLE.items():
+        for name in forecasters(result["metrics"]):
             values = np.array([np.nan if row[lead] is None else row[lead]
                                for row in result["by_init"].get(name, {}).get(metric, [])], dtype="float64")
             if values.size == 0:
                 continue
             ok = np.isfinite(values)
-            ax.plot(inits[ok], values[ok], label=name.replace("_", " "), **style)
+            line = {**style(name), "markersize": 3}
+            line["linewidth"] = 2.0 if name == "model" else 1.2
+            ax.plot(inits[ok], values[ok], label=label(name), **line)
         ax.set_title(f"lead {format_lead(pd.Timedelta(hours=result['lead_hours'][lead]))}", fontsize=9, loc="left")
         ax.set_ylabel(METRIC_NAMES.get(metric, metric) + (f" [{units}]" if units else ""), fontsize=8)
         ax.tick_params(labelsize=8)
@@ -83,8 +81,7 @@ def init_table(result: dict, metric: str) -> tuple[list[str], list[list[str]]]:
     every baseline at that init time and lead."""
     by_init = result["by_init"]
     model = by_init["model"][metric]
-    baselines = [by_init[n][metric] for n in ("persistence", "previous_day", "climatology") if n in by_init]
-    higher = metric in _HIGHER_IS_BETTER
+    baselines = [by_init[n][metric] for n in forecasters(result["metrics"]) if n != "model" and n in by_init]
     leads = spread(range(len(result["lead_hours"])), MAX_LEAD_COLUMNS)
     header = ["init time"] + [format_lead(pd.Timedelta(hours=result["lead_hours"][k])) for k in leads]
     rows = []
@@ -96,13 +93,13 @@ def init_table(result: dict, metric: str) -> tuple[list[str], list[list[str]]]:
                 row.append("")
                 continue
             others = [b[r][k] for b in baselines if b[r][k] is not None]
-            wins = bool(others) and all((v > o) if higher else (abs(v) < abs(o)) for o in others)
+            wins = bool(others) and all(better(metric, v, o) for o in others)
             row.append(f"{v:.4g}" + ("*" if wins else ""))
         rows.append(row)
     return header, rows
 
 
-def page_blocks(result: dict, plot: str | None) -> list[tuple]:
+def page_blocks(result: dict, plot: str | None, scorecard: str | None = None) -> list[tuple]:
     c, metric = result["counts"], result["main_metric"]
     name = METRIC_NAMES.get(metric, metric)
     units = _units(result)
@@ -118,7 +115,7 @@ def page_blocks(result: dict, plot: str | None) -> list[tuple]:
         ("lead times scored", f"{c['scored']} of {c['forecast']} archived"),
         ("awaiting truth", f"{c['awaiting_truth']} lead times (valid after the store's last time)"),
         ("skipped", f"{c['missing_in_store']} lead times on missing store times, {c['no_reference_frames']} "
-                    "without the init-time or previous-day frame for the baselines"),
+                    "without a frame the reference forecasts need"),
         ("written", f"{result['created']} (simcast {result['simcast_version']})"),
     ]
     samples = result["metrics"]["model"]["samples_by_lead"]
@@ -130,8 +127,18 @@ def page_blocks(result: dict, plot: str | None) -> list[tuple]:
     blocks += [("h2", f"{name} by lead time" + (f" [{units}]" if units and metric in IN_UNITS else "")),
                ("table", *lead_table(result["metrics"], metric, result["lead_hours"], samples),
                 "Bold: best at that lead. samples: init times scored at that lead.")]
+    from ..report import skill_summary
+
+    sentences = skill_summary(result["metrics"], metric, result["lead_hours"])
+    if sentences:
+        blocks.append(("ul", sentences))
+    if scorecard:
+        blocks.append(("figure", scorecard, f"Scorecard: {name}, % better than "
+                                            f"{label(result.get('reference', ''))} by lead time (dot: significant at "
+                                            "95%, block bootstrap over init times)."))
     if plot:
-        blocks.append(("figure", plot, f"{name} of each verified init time at a few leads, model and baselines."))
+        blocks.append(("figure", plot, f"{name} of each verified init time at a few leads, model and reference "
+                                       "forecasts."))
     header, rows = init_table(result, metric)
     blocks += [("h2", f"The model's {name} by init time (newest {min(len(rows), MAX_INIT_ROWS)})"),
                ("table", header, rows, "Bold: the model beats every baseline at that init time and lead. Empty: "
@@ -139,11 +146,13 @@ def page_blocks(result: dict, plot: str | None) -> list[tuple]:
     return blocks
 
 
-def render_page(result: dict, folder: Path) -> tuple[str, str, str | None]:
-    """(HTML, Markdown, the plot's file name or None); the plot is written into folder."""
+def render_page(result: dict, folder: Path) -> tuple[str, str, dict[str, str | None]]:
+    """(HTML, Markdown, {"plot": skill plot file, "scorecard_plot": scorecard file}); the figures are written
+    into folder."""
     metric = result["main_metric"]
     plot_path = skill_plot(result, folder / f"skill_{metric}.png", metric)
-    plot = plot_path.name if plot_path else None
+    card = scorecard_plot(result["metrics"], folder / "scorecard.png", result["lead_hours"], metric)
+    plots = {"plot": plot_path.name if plot_path else None, "scorecard_plot": card.name if card else None}
     title = f"simcast verification: {result['dataset']}"
-    blocks = page_blocks(result, plot)
-    return page_html(title, blocks), page_markdown(title, blocks), plot
+    blocks = page_blocks(result, plots["plot"], plots["scorecard_plot"])
+    return page_html(title, blocks), page_markdown(title, blocks), plots

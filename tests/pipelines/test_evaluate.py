@@ -11,7 +11,7 @@ import xarray as xr
 import simvp
 from data_catalog import CatalogError, load_catalog
 from pipelines.evaluate import evaluate, write_metrics
-from pipelines.evaluate.baselines import Baselines, climatology
+from pipelines.scoring import Batch, Room
 from pipelines.specs import TrainSpec
 from pipelines.store import open_store
 from pipelines.windows import Windows, WindowSpec
@@ -45,55 +45,78 @@ def real_data_module():
     return REAL_DATA
 
 
-def test_baselines_read_the_right_frames(stores):
+def test_reference_forecasts_read_the_right_frames(stores):
     w = Windows(stores["era5"], "test", WindowSpec(input=12, output=12))
-    b = Baselines(w)
+    room = Room(w.ds, np.arange(1, 13))
+    persistence, previous_day, climatology, fitted = room.references
     data = w.ds["data"].values
     idx = np.array([0, 7, 100])
     starts = w.starts[idx]
-    prev = b.previous_day(idx).numpy()
+    init_ns = w.times[starts + 11].values.astype("datetime64[ns]").astype(np.int64)
+    batch = Batch(np.arange(3), init_ns, room.valid_ns(init_ns), np.ones((3, 12), bool))
+    prev, pers = previous_day(batch).values.numpy(), persistence(batch).values.numpy()
+    clim, fit = climatology(batch).values.numpy(), fitted(batch).values.numpy()
+    train = w.ds["data"].sel(time=slice("2019-03-01", "2019-03-20"))
+    expected = train.groupby("time.hour").mean("time").values  # three weeks: the mean by hour of day
+    a = fitted.coefficients
     for k, s in enumerate(starts):
         for lead in range(12):
             target = s + 12 + lead
             np.testing.assert_array_equal(prev[k, lead], data[target - 24])
-    clim = climatology(w.ds)
-    train = w.ds["data"].sel(time=slice("2019-03-01", "2019-03-20"))
-    expected = train.groupby("time.hour").mean("time").values
-    np.testing.assert_allclose(clim, expected, rtol=1e-5)
-    c = b.climatology(idx).numpy()
-    hour = pd.DatetimeIndex(w.times[starts[1] + 12 + 3:starts[1] + 12 + 4]).hour[0]
-    np.testing.assert_allclose(c[1, 3], expected[hour], rtol=1e-6)
+            np.testing.assert_array_equal(pers[k, lead], data[s + 11])
+            hour = w.times[target].hour
+            np.testing.assert_allclose(clim[k, lead], expected[hour], rtol=1e-5)
+            np.testing.assert_allclose(fit[k, lead], data[target - 24] + a[lead] * (data[s + 11] - data[s + 11 - 24]),
+                                       rtol=1e-5)
+    assert room.climatology.seasonal is False and "time of day" in room.climatology.description
+    assert np.all(np.diff(a[:, 0]) < 0) and 0 < a[-1, 0] < a[0, 0] < 1  # today's departure fades with lead
 
 
 def test_persistence_model_scores_like_the_persistence_baseline(stores, tmp_path):
     w = Windows(stores["era5"], "test", WindowSpec(input=12, output=12))
-    metrics, info = evaluate(w, lambda x, index: x[:, -1:].expand(-1, 12, -1, -1, -1), progress=False)
-    assert set(metrics) == {"model", "persistence", "previous_day", "climatology"}
+    metrics, info, scores = evaluate(w, lambda x, index: x[:, -1:].expand(-1, 12, -1, -1, -1), progress=False)
+    forecasters = ["model", "persistence", "previous_day", "climatology", "fitted"]
+    assert [k for k in metrics if k != "scorecard"] == forecasters
     assert metrics["model"]["rmse"] == pytest.approx(metrics["persistence"]["rmse"], rel=1e-5)
     assert metrics["model"]["rmse_weighted"] == pytest.approx(metrics["persistence"]["rmse_weighted"], rel=1e-5)
-    assert info["samples"] == 145 and all(m["samples"] == 145 for m in metrics.values())
+    assert info["samples"] == 145 and all(metrics[f]["samples"] == 145 for f in forecasters)
     # physical units: persistence errors of a few kelvin, growing with lead
     assert 1.0 < metrics["persistence"]["rmse_weighted"] < 5.0
     by_lead = metrics["persistence"]["by_lead"]["rmse"]
     assert len(by_lead) == 12 and by_lead[0] < by_lead[-1]
-    # the day-earlier baseline beats persistence at 12 h leads on hourly temperature
-    assert metrics["previous_day"]["rmse_weighted"] < metrics["persistence"]["rmse_weighted"]
-    paths = write_metrics(metrics, info, tmp_path / "eval")
+    # the day-earlier baseline beats persistence at 12 h leads on hourly temperature, the fitted one beats both
+    assert metrics["fitted"]["rmse_weighted"] < metrics["previous_day"]["rmse_weighted"] < \
+        metrics["persistence"]["rmse_weighted"]
+    assert info["reference"] == "fitted" and metrics["scorecard"]["reference"] == "fitted"
+    # intervals hold the point value; the model (= persistence) is significantly worse than the fitted forecast
+    lo, hi = metrics["model"]["intervals"]["rmse_weighted"]["overall"]
+    assert lo < metrics["model"]["rmse_weighted"] < hi
+    versus = metrics["model"]["versus"]
+    assert versus["persistence"]["rmse_weighted"]["significant"] == [0] * 12
+    assert versus["persistence"]["rmse_weighted"]["skill"] == pytest.approx([0] * 12, abs=1e-3)
+    assert versus["fitted"]["rmse_weighted"]["significant"] == [-1] * 12
+    paths = write_metrics(metrics, info, tmp_path / "eval", scores)
     top = json.loads(paths["metrics"].read_text())
-    assert list(top) == ["model", "persistence", "previous_day", "climatology"]
+    assert list(top) == [*forecasters, "scorecard"]
     assert top["climatology"]["acc"] is None  # 0/0: climatology has no anomaly
+    assert json.loads(paths["info"].read_text())["conventions"]["rmse"].startswith("sqrt of the mean squared")
     nc = xr.open_dataset(paths["netcdf"])
-    assert nc["rmse"].dims == ("forecaster", "lead_time") and nc.sizes["lead_time"] == 12
-    assert float(nc["rmse_overall"].sel(forecaster="persistence")) == pytest.approx(metrics["persistence"]["rmse"])
+    assert nc["rmse"].dims == ("forecaster", "lead_time", "channel", "region") and nc.sizes["lead_time"] == 12
+    assert list(nc["region"].values) == ["all"]
+    assert float(nc["rmse_overall"].sel(forecaster="persistence", channel="t2m", region="all")) == \
+        pytest.approx(metrics["persistence"]["rmse"])
+    assert {"rmse_weighted_skill", "rmse_weighted_significant", "rmse_overall_lower"} <= set(nc.data_vars)
 
 
-def test_traffic_metrics_include_paper_convention(stores):
+def test_traffic_metrics_include_paper_and_masked_conventions(stores):
     w = Windows(stores["nybike"], "test")
-    metrics, info = evaluate(w, lambda x, index: x[:, -1:].expand(-1, 4, -1, -1, -1), progress=False)
+    metrics, info, _ = evaluate(w, lambda x, index: x[:, -1:, :2].expand(-1, 4, -1, -1, -1), progress=False)
     m = metrics["model"]
-    assert {"mse_paper", "mae_paper", "ssim", "psnr"} <= set(m) and "rmse_weighted" not in m
+    assert {"mse_paper", "mae_paper", "ssim", "psnr", "masked_mae", "masked_mape", "masked_rmse"} <= set(m)
+    assert "rmse_weighted" not in m and "acc" not in m
     assert info["samples"] == 14 * 48 - 7  # the first day's previous-day frames lie in validation: allowed
     assert m["mse_paper"] == pytest.approx(metrics["persistence"]["mse_paper"])
+    assert set(m["by_channel"]) == {"inflow", "outflow"}
 
 
 def test_shipped_training_defaults_fit_their_windows(stores):
