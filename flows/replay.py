@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,9 @@ import xarray as xr
 import yaml
 
 from data_catalog import BUNDLED_ROOT, load_catalog
+from pipelines.errors import USAGE_EXIT_CODE, USER_ERRORS, UsageError, exit_code, one_line
+from pipelines.outputs import claim, ensure_writable, mark, owner_kind
+from pipelines.specs import DEVICE
 
 
 @dataclass(frozen=True)
@@ -125,15 +130,67 @@ def verification_line(verification: dict | None) -> str:
     return verification["message"] if verification else "not verified"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=sorted(SAMPLES))
-    parser.add_argument("--work", type=Path, default=Path("outputs/replay"), help="work folder (created)")
-    parser.add_argument("--days", type=int, default=3, help="days to replay after the first ones")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs of the model trained on the first days")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line naming the option and what to give instead, exit code 2."""
 
+    def error(self, message: str):
+        self.exit(USAGE_EXIT_CODE, f"error: {message} (see python -m flows.replay --help)\n")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _Parser(prog="python -m flows.replay", description=__doc__.split("\n\n")[0])
+    parser.add_argument("kind", choices=sorted(SAMPLES), help="which sample is replayed")
+    parser.add_argument("--work", type=Path, default=Path("outputs/replay"),
+                        help="work folder: created, or one an earlier replay made (nothing else is written to)")
+    parser.add_argument("--days", type=_count, default=3, help="days to replay after the first ones (>= 1)")
+    parser.add_argument("--epochs", type=_count, default=2,
+                        help="epochs of the model trained on the first days (>= 1)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    return parser.parse_args(argv)
+
+
+def check(args: argparse.Namespace) -> None:
+    """Every option checked before anything is written: a UsageError or OutputError (one line)."""
+    from pipelines.settings import resolve_device
+
+    if not re.fullmatch(DEVICE, args.device):
+        raise UsageError("device", f"{args.device!r} is not a device: use auto, cpu, cuda or cuda:N")
+    resolve_device(args.device)
+    claim(args.work, "replay")  # a user's folder (their own catalog.yaml, ...) is refused, never written to
+    if args.work.exists():
+        ensure_writable(args.work)
+
+
+def own_work_folder(work: Path) -> None:
+    ensure_writable(work)
+    if owner_kind(work) != "replay":
+        mark(work, "replay")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        check(args)
+        own_work_folder(args.work)
+        replay(args)
+    except USER_ERRORS as e:
+        if os.environ.get("SIMCAST_DEBUG"):
+            raise
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        sys.exit(exit_code(e))
+
+
+def replay(args: argparse.Namespace) -> None:
     sample, incoming, env = prepare(args.kind, args.work)
     os.environ.update(env)
     from flows.forecast import taxibj_forecast, weatherbench_forecast

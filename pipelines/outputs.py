@@ -29,7 +29,8 @@ from typing import Callable
 from .errors import OutputError
 
 MARKER = ".simcast"
-KINDS = ("store", "forecast", "run", "evaluation", "report", "geotiff", "archive", "verification", "synthetic")
+KINDS = ("store", "forecast", "run", "evaluation", "report", "geotiff", "archive", "verification", "synthetic",
+         "replay")
 _LEGACY_MARKERS = {".simcast-report": "report"}
 
 

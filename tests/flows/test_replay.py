@@ -49,3 +49,53 @@ def test_days_arrive_and_the_forecast_flow_appends_archives_and_verifies(kind, i
         # a forecast is verified once its truth has arrived: the next day's
         assert replay.verified_init_times(result["verification"]) == day - 1
         assert Path(result["report"]).is_file()
+
+
+def _tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("args, code, says", [
+    (["--epochs", "0"], 2, "argument --epochs: must be >= 1, got 0"),
+    (["--epochs", "-1"], 2, "argument --epochs: must be >= 1, got -1"),
+    (["--days", "-1"], 2, "argument --days: must be >= 1, got -1"),
+    (["--days", "many"], 2, "argument --days: 'many' is not a whole number"),
+    (["--device", "banana"], 2, "--device: 'banana' is not a device"),
+    (["--work", "{w}/mine"], 1, "{w}/mine: exists and is a folder, not a simcast replay"),
+    (["--work", "{w}/mine/catalog.yaml"], 1, "{w}/mine/catalog.yaml: exists and is a file, not a simcast replay"),
+    (["--work", "{w}/mine/catalog.yaml/sub"], 1, "catalog.yaml/sub: cannot write here: a part of the path is a file"),
+])
+def test_bad_options_end_in_one_line_and_write_nothing(isolated, capsys, args, code, says):
+    mine = isolated / "mine"
+    mine.mkdir()
+    (mine / "catalog.yaml").write_text("datasets: {}  # my own catalog\n")
+    before = _tree(isolated)
+    argv = ["weather", "--work", str(isolated / "work"), *[a.format(w=isolated) for a in args]]
+    with pytest.raises(SystemExit) as e:
+        replay.main(argv)
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert e.value.code == code and len(err) == 1 and err[0].startswith("error: "), err
+    assert says.format(w=isolated) in err[0], err[0]
+    assert _tree(isolated) == before  # nothing written, the user's catalog untouched
+
+
+def test_cuda_without_a_gpu_is_refused_in_one_line(isolated, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit) as e:
+        replay.main(["traffic", "--work", str(isolated / "work"), "--device", "cuda"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "--device: 'cuda' asked for, but CUDA is not available" in err[0]
+    assert not (isolated / "work").exists()
+
+
+def test_the_work_folder_is_claimed_once_and_reused(isolated):
+    work = isolated / "empty"
+    work.mkdir()
+    args = replay.parse_args(["weather", "--work", str(work)])
+    replay.check(args)
+    replay.own_work_folder(work)
+    assert (work / ".simcast").is_file()
+    replay.check(args)  # a replay's own folder: taken again
