@@ -30,7 +30,7 @@ def time_of_day_slot(times: pd.DatetimeIndex, step: pd.Timedelta) -> np.ndarray:
 
 def day_of_year(times: pd.DatetimeIndex) -> np.ndarray:
     """0-based day of year on a 366-day calendar: 29 February is 59, 1 March always 60."""
-    doy = np.asarray(times.dayofyear, dtype=np.int64) - 1
+    doy = np.asarray(times.day_of_year, dtype=np.int64) - 1
     late_in_common_year = ~np.asarray(times.is_leap_year) & (doy >= 59)
     return doy + late_in_common_year
 

@@ -29,7 +29,7 @@ class Tally:
         self.rows, self.leads, self.channels = int(rows), int(leads), list(channels)
         self.regions = regions
         self.metrics = list(metrics)
-        self.needs = {METRICS[m].needs for m in self.metrics}
+        self.needs = {"always"} | {METRICS[m].needs for m in self.metrics}
         if "paper" in self.needs and paper_range is None:
             raise ValueError("paper metrics need paper_range=(min, max) of the training split")
         if "masked" in self.needs and mask_threshold is None:

@@ -184,6 +184,48 @@ def test_store_over_http_equals_local(tmp_path, http_root):
     assert "not a Zarr store (no .zmetadata or zarr.json)" in _one_line(err)
 
 
+def _rewrite_values_in_place(store, name="2m_temperature", delta=1.0):
+    """Values of one variable rewritten in place (the consolidated metadata untouched), as an upstream fix would."""
+    import zarr
+
+    meta = (store / ".zmetadata").read_bytes()
+    array = zarr.open_group(str(store), mode="r+")[name]
+    array[:2] = array[:2] + delta
+    assert (store / ".zmetadata").read_bytes() == meta
+
+
+def test_values_rewritten_in_place_are_seen_and_the_summary_says_what_was_checked(tmp_path):
+    store = tmp_path / "data/wb2.zarr"
+    synth.write_weatherbench2(store, START, END, ["t2m"], resolution=11.25)
+    first = ingest(wb2_entry())
+    assert first.summary["source_check"].startswith("consolidated metadata and every file of 2m_temperature, time (")
+    assert "by size, ino, mtime" in first.summary["source_check"]
+    again = ingest(wb2_entry())
+    assert again.skipped and again.summary["source_check"] == first.summary["source_check"]
+    before = open_store(first.store)["data"].values[:2].copy()
+    _rewrite_values_in_place(store)
+    rebuilt = ingest(wb2_entry())
+    assert not rebuilt.skipped and "Zarr store" in rebuilt.summary["rebuilt"]
+    np.testing.assert_allclose(open_store(rebuilt.store)["data"].values[:2], before + 1.0, rtol=1e-6)
+    result = CliRunner().invoke(app, ["ingest", "wb2", "--force"],
+                                env={"SIMCAST_CATALOG": str(write_catalog(tmp_path / "c.yaml", {"wb2": {
+                                    **wb2_entry().model_dump(mode="json", exclude={"name"}, exclude_none=True)}}))})
+    assert result.exit_code == 0 and "sources checked" in result.output, result.output
+
+
+def test_over_http_a_sample_of_chunks_is_compared_and_the_summary_says_so(tmp_path, http_root):
+    store = tmp_path / "data/wb2.zarr"
+    synth.write_weatherbench2(store, START, END, ["t2m"], resolution=11.25)
+    entry = wb2_entry(url=f"{http_root}/wb2.zarr")
+    first = ingest(entry)
+    check = first.summary["source_check"]
+    assert "the contents of" in check and "chunks of 2m_temperature, time" in check
+    assert "values rewritten in other chunks are not seen; --force rebuilds" in check
+    assert ingest(entry).skipped
+    _rewrite_values_in_place(store)  # the first chunk along time is always in the sample
+    assert not ingest(entry).skipped
+
+
 def test_errors_are_one_line(tmp_path):
     synth.write_weatherbench2(tmp_path / "data/wb2.zarr", START, END, ["t2m"], resolution=11.25)
     cases = [
@@ -270,8 +312,11 @@ def test_external_forecasts_scored_on_their_init_times(tmp_path, store):
     inits = pd.date_range("2010-01-05", "2010-01-09", freq="12h")  # 00 and 12 UTC, as HRES
     truth = forecast_store(tmp_path / "truth.zarr", inits)
     persistence = forecast_store(tmp_path / "pers.zarr", inits, mode="persistence", flip=True)
-    metrics, info = _score(store, {"truth": truth, "pers": persistence})
-    assert list(metrics) == ["model", "persistence", "previous_day", "climatology", "truth", "pers"]
+    metrics, info, scores = _score(store, {"truth": truth, "pers": persistence})
+    assert list(metrics) == ["model", "persistence", "previous_day", "climatology", "fitted", "truth", "pers",
+                             "scorecard"]
+    assert info["reference"] == "truth" == scores.attrs["reference"]  # an external forecast is the reference
+    metrics.pop("scorecard")
     assert metrics["truth"]["rmse"] < 1e-3 and metrics["truth"]["by_channel"]["z500"]["rmse"] < 1e-2
     for key in ("rmse", "rmse_weighted", "mae", "acc"):
         assert metrics["pers"][key] == pytest.approx(metrics["persistence"][key], rel=1e-5, abs=1e-6), key
@@ -332,7 +377,9 @@ def test_simcast_evaluate_with_external(tmp_path, monkeypatch):
                             str(tmp_path / "eval"), "--external", f"ifs={truth}"], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     metrics = json.loads((tmp_path / "eval/metrics.json").read_text())
-    assert list(metrics)[-1] == "ifs" and metrics["ifs"]["rmse"] < 1e-3
+    assert list(metrics)[-2:] == ["ifs", "scorecard"] and metrics["ifs"]["rmse"] < 1e-3
+    assert metrics["scorecard"]["reference"] == "ifs"  # IFS given: the scorecard's reference
+    assert "significantly worse" in r.output  # every reference forecast is far from the truth-equal ifs
     assert metrics["ifs"]["lead_hours"] == [6, 12, 18, 24]
     assert "ifs" in r.output and "init times ifs holds" in r.output
     bad = runner.invoke(app, ["evaluate", "wb2", "--checkpoint", best, "--external", "ifs"])
