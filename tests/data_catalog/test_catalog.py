@@ -27,7 +27,9 @@ def test_shipped_catalog_has_the_required_entries():
     assert multi and any(v.levels for v in multi[0].variables)
     wb = cat["weatherbench-t2m-5.625deg"]
     assert (wb.window.input, wb.window.output, wb.time_step, wb.grid) == (12, 12, "1h", (32, 64))
-    assert str(wb.splits.train.start) == "2010-01-01" and str(wb.splits.test.end) == "2018-12-31"
+    assert str(wb.splits.train.start) == "1979-01-01" and str(wb.splits.test.end) == "2018-12-31"  # the paper's
+    openstl = cat["weatherbench-t2m-5.625deg-openstl"]
+    assert str(openstl.splits.train.start) == "2010-01-01" and openstl.splits.test == wb.splits.test
     bj = cat["taxibj"]
     assert (bj.window.input, bj.window.output) == (4, 4) and bj.splits.test.last == "28D"
     assert bj.incomplete_days in ("keep", "drop") and bj.holidays
