@@ -208,6 +208,8 @@ def _print_summary(s: dict, skipped: bool) -> None:
     table.add_row("missing", f"{s['missing_steps']} steps in {s['gaps']} gaps")
     table.add_row("dims", f"{tuple(s['dims'])}, grid {s['grid'][0]}x{s['grid'][1]}")
     table.add_row("splits", ", ".join(f"{k} {v} steps" for k, v in s["split_steps"].items()))
+    if "source_check" in s:
+        table.add_row("sources checked", escape(s["source_check"]))
     for c, st in s["stats"].items():
         table.add_row(escape(f"{c} [{s['units'][c]}]"),
                       "train mean {mean:.3f}  std {std:.3f}  min {min:.3f}  max {max:.3f}".format(**st))

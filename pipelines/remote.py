@@ -14,6 +14,7 @@ import re
 import warnings
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from .errors import InputError
@@ -121,12 +122,89 @@ def _no_metadata(location: str, zarr_like: bool):
     raise InputError(location, "not a Zarr store (no .zmetadata or zarr.json)")
 
 
-def describe(location: str) -> dict:
+def describe(location: str, arrays=()) -> dict:
     """Provenance and fingerprint of a store: where it is, the hash of its consolidated metadata (and, for a local
-    store, the metadata file's size and modification time)."""
+    store, the metadata file's size and modification time), and the state of the chunks of `arrays` (names, those
+    absent skipped): see `chunk_state`."""
     name, data, stat = read_metadata(location)
     return {"path": location, "metadata": name, "metadata_sha256": hashlib.sha256(data).hexdigest(),
-            "metadata_bytes": len(data), **stat}
+            "metadata_bytes": len(data), **stat, **chunk_state(location, arrays)}
+
+
+# what a file system's listing says of a file that changes when it is rewritten: a local file's modification
+# time and inode, GCS's crc32c / md5 / generation, S3's ETag and modification time
+CHANGE_KEYS = ("mtime", "ino", "crc32c", "md5Hash", "generation", "ETag", "LastModified", "updated")
+SAMPLED_CHUNKS = 8  # chunks read per array where no listing can be had (http://)
+
+
+def chunk_state(location: str, arrays) -> dict:
+    """What can be known cheaply of the chunk files of `arrays`: where the file system lists files (a local
+    folder, gs://, s3://), every chunk's size and what the listing says changes with its contents (CHANGE_KEYS);
+    over http(s)://, where nothing lists, the contents of a sample of chunks (SAMPLED_CHUNKS per array, spread
+    over its first axis). Returns {"chunks_sha256", "chunks_checked": a line saying what was and was not}."""
+    arrays = list(dict.fromkeys(arrays))
+    if not arrays:
+        return {}
+    proto = protocol(location)
+    if proto in ("http", "https"):
+        return _sampled(location, arrays)
+    import fsspec
+
+    fs, root = _filesystem(location) if proto is not None else (fsspec.filesystem("file"), location)
+    root = root.rstrip("/")
+    listed, keys = {}, set()
+    for name in arrays:
+        try:
+            found = fs.find(f"{root}/{name}", detail=True)
+        except FileNotFoundError:
+            continue
+        except Exception as e:  # noqa: BLE001 - network and auth errors of every fsspec backend: one line
+            raise _unreachable(location, e) from None
+        for path, info in found.items():
+            marks = {k: str(info[k]) for k in CHANGE_KEYS if info.get(k) is not None}
+            keys |= set(marks)
+            listed[path[len(root):].lstrip("/")] = [info.get("size"), marks]
+    by = ", ".join(["size", *sorted(keys)])
+    names = sorted({k.split("/")[0] for k in listed})
+    return {"chunks_sha256": _digest(listed),
+            "chunks_checked": f"every file of {', '.join(names)} ({len(listed)} files) by {by}"}
+
+
+def _sampled(location: str, arrays) -> dict:
+    import zarr
+
+    fs, root = _filesystem(location)
+    root = root.rstrip("/")
+    try:
+        group = zarr.open_group(location, mode="r", storage_options=storage_options(location))
+        present = [(n, group[n]) for n in arrays if n in group]
+    except Exception as e:  # noqa: BLE001 - network errors of every fsspec backend: one line
+        raise _unreachable(location, e) from None
+    read, total = {}, 0
+    for name, array in present:
+        grid = [-(-s // c) for s, c in zip(array.shape, array.chunks)]
+        rows = sorted({round(i * (grid[0] - 1) / max(SAMPLED_CHUNKS - 1, 1)) for i in range(SAMPLED_CHUNKS)}
+                      if grid and grid[0] else set())
+        total += int(np.prod(grid)) if grid else 1
+        for row in rows or [None]:
+            key = array.metadata.encode_chunk_key(() if row is None else (row,) + (0,) * (len(grid) - 1))
+            try:
+                data = fs.cat_file(f"{root}/{name}/{key}")
+            except FileNotFoundError:
+                data = b""  # a chunk holding only the fill value
+            except Exception as e:  # noqa: BLE001
+                raise _unreachable(location, e) from None
+            read[f"{name}/{key}"] = hashlib.sha256(data).hexdigest()
+    return {"chunks_sha256": _digest(read),
+            "chunks_checked": f"the contents of {len(read)} of {total} chunks of {', '.join(n for n, _ in present)} "
+                              f"({protocol(location)}:// lists no files: values rewritten in other chunks are not "
+                              "seen; --force rebuilds)"}
+
+
+def _digest(data: dict) -> str:
+    import json
+
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def open_zarr(location: str, check: bool = True) -> xr.Dataset:

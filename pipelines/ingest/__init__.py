@@ -74,8 +74,9 @@ def run(spec: IngestSpec, progress: bool = True) -> IngestResult:
     sources = find_sources(spec.entry, spec.source_root, spec.source, STORE_FORMAT)
     recover_interrupted(target)
     existing = read_attrs(target)
+    checked = source_check(sources)
     if existing is not None and existing.get("fingerprint") == sources.fingerprint and not spec.force:
-        return IngestResult(target, skipped=True, summary=json.loads(existing["summary"]))
+        return IngestResult(target, skipped=True, summary={**json.loads(existing["summary"]), **checked})
     reader = reader_for(spec.entry)
     rebuilt = None
     if existing is not None:
@@ -83,6 +84,7 @@ def run(spec: IngestSpec, progress: bool = True) -> IngestResult:
 
         appended = "--force was given" if spec.force else try_append(spec, sources, existing, reader, progress)
         if isinstance(appended, IngestResult):
+            appended.summary.update(checked)
             return appended
         rebuilt = appended
         if progress:
@@ -91,7 +93,19 @@ def run(spec: IngestSpec, progress: bool = True) -> IngestResult:
         result = _ingest(spec, raw, sources, reader.properties(spec.entry), progress)
     if rebuilt is not None:
         result.summary["rebuilt"] = rebuilt  # why the existing store was not appended to (this run only)
+    result.summary.update(checked)
     return result
+
+
+def source_check(sources) -> dict:
+    """What this run compared to tell changed sources from unchanged ones, in one line (the summary's
+    "source_check", this run only)."""
+    if sources.described and "chunks_checked" in sources.described[0]:
+        return {"source_check": f"consolidated metadata and {sources.described[0]['chunks_checked']}"}
+    if sources.described and "metadata_sha256" in sources.described[0]:
+        return {"source_check": "consolidated metadata only"}
+    return {"source_check": f"{len(sources.described)} files by size and modification time (contents not read; "
+                            "--force rebuilds)"}
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
 """Finding an entry's source files and fingerprinting them, so an unchanged ingest can be skipped.
 
 An entry with `source.url` (weatherbench2) has one source, a Zarr store (a URL or a local path): it is fingerprinted
-by its consolidated metadata (pipelines.remote.describe), and its location stands where the files would."""
+by its consolidated metadata and the state of the chunks it is read from (pipelines.remote.describe: sizes and
+modification times or checksums where the file system lists them, a sample of chunk contents over http), and its
+location stands where the files would."""
 
 from __future__ import annotations
 
@@ -93,6 +95,10 @@ def zarr_source(entry: DatasetEntry, root: Path, source: str | None, store_forma
     """The Zarr store of an entry with source.url (or --source: a URL or a path relative to the working folder)."""
     from ..remote import describe, resolve
 
+    from .readers import store_names
+
     location = resolve(source, Path.cwd()) if source is not None else resolve(entry.source.url, root)
-    described = [describe(location)]
+    # the chunks the store is read from: the entry's variables (under any of their names) and the times
+    arrays = [n for var in entry.variables for n in store_names(var.name, var.aliases)] + ["time"]
+    described = [describe(location, arrays)]
     return Sources({"*": [location]}, [location], None, described, fingerprint(entry, described, store_format))

@@ -56,3 +56,5 @@ def reader_for(entry: DatasetEntry) -> Reader:
 
 
 from . import taxibj, weatherbench, wb2  # noqa: E402,F401  (registers the readers)
+from .wb2 import find_variable, lat_lon_names, store_names  # noqa: E402  (public: sources, external forecasts)
+from .weatherbench import canonical_longitudes  # noqa: E402
