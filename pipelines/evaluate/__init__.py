@@ -45,6 +45,31 @@ def _no_common_init(ext: External, init_ns: np.ndarray, split: str) -> InputErro
                                f"{iso_minutes(pd.Timestamp(int(init_ns[-1])))}); it has {theirs}")
 
 
+def window_batches(w: Windows, room: Room, samples: np.ndarray, init_ns: np.ndarray, batch_size: int):
+    """(Batch, truth in physical units) for the given samples of `w`, read ahead; every lead of a window scored."""
+    starts = range(0, samples.size, batch_size)
+    loaded = w.batches([torch.from_numpy(samples[s:s + batch_size]) for s in starts])
+    for s, (x, y) in zip(starts, loaded):
+        rows = np.arange(s, min(s + batch_size, samples.size))
+        batch = Batch(rows, init_ns[rows], room.valid_ns(init_ns[rows]), np.ones((rows.size, w.spec.output), bool),
+                      inputs=x, samples=samples[rows])
+        yield batch, denormalize(y, w.stats, w.method)
+
+
+def scored_samples(w: Windows, room: Room, forecasters, external=()) -> tuple[np.ndarray, np.ndarray]:
+    """The samples of `w` every forecaster has a forecast for, and their init times (ns)."""
+    all_init = ns(w.times[w.starts + w.spec.input - 1]) if len(w) else np.zeros(0, np.int64)
+    for ext in external:
+        if len(w) and not ext.covers(all_init).any():
+            raise _no_common_init(ext, all_init, w.split)
+    keep = room.available(forecasters, all_init).all(axis=1) if len(w) else np.zeros(0, bool)
+    if not keep.any():
+        raise InputError(w.ds.encoding.get("source", "store"),
+                         f"the {w.split} split has no complete window of {w.spec.length} steps with the frames its "
+                         "reference forecasts need (the same hours a day earlier)")
+    return np.flatnonzero(keep), all_init[keep]
+
+
 def evaluate(w: Windows, predict: Callable, batch_size: int = 64, progress: bool = True,
              external: list[External] = (), scoring: Scoring | None = None,
              reference: str | None = None) -> tuple[dict, dict, xr.Dataset]:
@@ -59,30 +84,10 @@ def evaluate(w: Windows, predict: Callable, batch_size: int = 64, progress: bool
 
     externals = [ExternalForecast(e, w.device) for e in external]
     forecasters = [ModelForecast(physical, physical_floor(w.ds)), *room.references, *externals]
-    all_samples = np.arange(len(w))
-    all_init = ns(w.times[w.starts + w.spec.input - 1]) if len(w) else np.zeros(0, np.int64)
-    for ext in external:
-        if len(w) and not ext.covers(all_init).any():
-            raise _no_common_init(ext, all_init, w.split)
-    keep = room.available(forecasters, all_init).all(axis=1) if len(w) else np.zeros(0, bool)
-    samples, init_ns = all_samples[keep], all_init[keep]
-    if samples.size == 0:
-        raise InputError(w.ds.encoding.get("source", "store"),
-                         f"the {w.split} split has no complete window of {w.spec.length} steps with the frames its "
-                         "reference forecasts need (the same hours a day earlier)")
-    starts = range(0, samples.size, batch_size)
-    bar = tqdm(total=samples.size, desc=f"evaluate {w.split}", disable=not progress, unit="sample")
-
-    def batches():
-        loaded = w.batches([torch.from_numpy(samples[s:s + batch_size]) for s in starts])  # read ahead
-        for s, (x, y) in zip(starts, loaded):
-            rows = np.arange(s, min(s + batch_size, samples.size))
-            batch = Batch(rows, init_ns[rows], room.valid_ns(init_ns[rows]), np.ones((rows.size, w.spec.output), bool),
-                          inputs=x, samples=samples[rows])
-            yield batch, denormalize(y, w.stats, w.method)
-
-    with bar:
-        scores = room.score(forecasters, batches(), init_ns, progress=bar.update)
+    samples, init_ns = scored_samples(w, room, forecasters, external)
+    with tqdm(total=samples.size, desc=f"evaluate {w.split}", disable=not progress, unit="sample") as bar:
+        scores = room.score(forecasters, window_batches(w, room, samples, init_ns, batch_size), init_ns,
+                            progress=bar.update)
     ds = scores.dataset(reference)
     out = results(ds)
     info = {
@@ -104,6 +109,7 @@ def evaluate(w: Windows, predict: Callable, batch_size: int = 64, progress: bool
         "conventions": json.loads(ds.attrs["conventions"]),
     }
     if external:
+        all_init = ns(w.times[w.starts + w.spec.input - 1])
         info["external"] = {e.name: {"url": e.url, "init_times": int(e.init_ns.size)} for e in external}
         info["samples_without_external"] = int(room.available(forecasters[:-len(external)], all_init).all(1).sum())
     return out, info, ds
