@@ -384,3 +384,61 @@ def test_simcast_evaluate_with_external(tmp_path, monkeypatch):
     assert "ifs" in r.output and "init times ifs holds" in r.output
     bad = runner.invoke(app, ["evaluate", "wb2", "--checkpoint", best, "--external", "ifs"])
     assert bad.exit_code == 2 and "--external" in bad.output and "NAME=URL" in bad.output
+
+
+# ---- units ----------------------------------------------------------------------------------------------
+
+def _in_celsius(ds: xr.Dataset, name: str, units: str = "degC") -> xr.Dataset:
+    return ds.assign({name: (ds[name] - 273.15).assign_attrs({**ds[name].attrs, "units": units})})
+
+
+def test_a_source_in_other_units_is_converted_to_the_catalogs(tmp_path, real_data):
+    """t2m in degC (a WB2 store, a NetCDF file) ingests as the kelvin source does, in K, range-checked."""
+    ds = synth.weatherbench2_dataset(START, END, ["t2m"], resolution=11.25)
+    ds.to_zarr(tmp_path / "data/k.zarr", consolidated=True, zarr_format=2)
+    _in_celsius(ds, "2m_temperature").to_zarr(tmp_path / "data/c.zarr", consolidated=True, zarr_format=2)
+    k = open_store(ingest(wb2_entry(name="k", url="k.zarr")).store)
+    c = open_store(ingest(wb2_entry(name="c", url="c.zarr")).store)
+    assert c["units"].values.tolist() == ["K"]
+    np.testing.assert_allclose(c["data"].values, k["data"].values, atol=2e-4)
+    hot = _in_celsius(ds, "2m_temperature")
+    hot["2m_temperature"][5] = 300.0  # 573 K: out of the kelvin valid range once converted
+    hot.to_zarr(tmp_path / "data/hot.zarr", consolidated=True, zarr_format=2)
+    with pytest.raises(InputError) as err:
+        ingest(wb2_entry(name="hot", url="hot.zarr"))
+    assert "above its valid range [150, 350] K" in _one_line(err)
+
+    # the real ERA5 sample's first day, in degC in a NetCDF file
+    day = sorted((real_data / "weather/era5_uk_t2m_0.25deg").glob("*.nc"))[0]
+    (tmp_path / "data/nc").mkdir(parents=True)
+    with xr.open_dataset(day) as raw:
+        real = raw.load()
+    _in_celsius(real, "t2m").to_netcdf(tmp_path / "data/nc/c.nc")
+    entry = DatasetEntry(name="nc", kind="weatherbench", source={"pattern": "nc/*.nc"}, variables=[{"name": "t2m"}],
+                         time_step="1h", splits={"train": {"rest": True}, "validation": {"last": "3h"},
+                                                 "test": {"last": "3h"}}, window={"input": 1, "output": 1},
+                         store="nc.zarr")
+    nc = open_store(ingest(entry).store)
+    assert nc["units"].values.tolist() == ["K"]
+    np.testing.assert_allclose(nc["data"].values[:, 0], real["t2m"].values, atol=2e-4)
+
+
+def test_units_that_cannot_be_converted_are_refused_naming_both(tmp_path):
+    ds = synth.weatherbench2_dataset(START, END, ["t2m"], resolution=11.25)
+    wrong = ds.assign({"2m_temperature": ds["2m_temperature"].assign_attrs(units="m s**-1")})
+    wrong.to_zarr(tmp_path / "data/w.zarr", consolidated=True, zarr_format=2)
+    with pytest.raises(InputError) as err:
+        ingest(wb2_entry(name="w", url="w.zarr"))
+    line = _one_line(err)
+    assert line.startswith(str(tmp_path / "data/w.zarr")) and "variable 't2m' is in 'm s**-1'" in line
+    assert "the catalog expects 'K'" in line and "they measure different things" in line
+    odd = ds.assign({"2m_temperature": ds["2m_temperature"].assign_attrs(units="(0 - 1) furlongs")})
+    odd.to_zarr(tmp_path / "data/o.zarr", consolidated=True, zarr_format=2)
+    with pytest.raises(InputError) as err:
+        ingest(wb2_entry(name="o", url="o.zarr"))
+    assert "'(0 - 1) furlongs' is not a unit UDUNITS knows" in _one_line(err)
+    # the catalog's own units win: a kelvin source for an entry in degC is converted to degC
+    ds.to_zarr(tmp_path / "data/k.zarr", consolidated=True, zarr_format=2)
+    c = open_store(ingest(wb2_entry(name="c", url="k.zarr", variables=[{"name": "t2m", "units": "degC"}])).store)
+    assert c["units"].values.tolist() == ["degC"]
+    np.testing.assert_allclose(c["data"].values.max(), float(ds["2m_temperature"].max()) - 273.15, atol=1e-3)

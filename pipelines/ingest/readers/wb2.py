@@ -24,6 +24,7 @@ from ...errors import InputError
 from ...remote import open_zarr
 from ...timeaxis import check_file_times
 from ...timefmt import iso_minutes
+from ..units import in_catalog_units
 from . import register
 from .weatherbench import _canonical_grid, _levels, _to_channels
 
@@ -96,7 +97,8 @@ def _variable(ds: xr.Dataset, var: Variable, where: str) -> tuple[xr.DataArray, 
         raise InputError(where, f"variable {name!r} has dims {ds[name].dims}; expected (time, [level,] longitude, "
                                 "latitude) in any order")
     da = da.transpose("time", *(["level"] if "level" in da.dims else []), "lat", "lon")
-    da.attrs = cf.variable_attrs(var, ds[name].attrs)
+    da = in_catalog_units(da, var, ds[name].attrs.get("units"), where)
+    da.attrs = cf.variable_attrs(var, {**ds[name].attrs, **da.attrs})
     return da, name
 
 

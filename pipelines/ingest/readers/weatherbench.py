@@ -14,6 +14,7 @@ from data_catalog import DatasetEntry, Variable
 from ... import cf
 from ...errors import InputError
 from ...timeaxis import check_file_times, order_files, source_codes
+from ..units import in_catalog_units
 from . import register
 
 # netCDF-C gives every open variable a chunk cache (64 MB by default): with dozens of yearly files open
@@ -126,7 +127,7 @@ def _read_variable(var: Variable, files: list[Path], opened: dict[Path, xr.Datas
         name = _has(ds, var)
         if name is None:
             continue
-        da = _levels(ds[name], var, path)
+        da = in_catalog_units(_levels(ds[name], var, path), var, ds[name].attrs.get("units"), path)
         if da.dims[0] != "time" or da.dims[-2:] != ("lat", "lon"):
             raise InputError(path, f"variable {name!r} has dims {da.dims}; expected (time, [level,] lat, lon)")
         times = pd.DatetimeIndex(da["time"].values)
