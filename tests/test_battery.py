@@ -64,6 +64,8 @@ def _bad_weather(w: Path) -> dict:
     variant("wb-no-train", good, splits={"train": {"start": "2009-01-01", "end": "2009-12-31"},
                                          "validation": {"last": "1D"}, "test": {"last": "1D"}})
     variant("wb-wrong-grid", good, grid=[10, 13])
+    variant("wb-wrong-units", good.assign(t2m=good["t2m"].assign_attrs(units="m s**-1")))
+    variant("wb-unknown-units", good.assign(t2m=good["t2m"].assign_attrs(units="bananas")))
     _nc(good.isel(time=slice(0, 72)), bad / "wb-dup" / "a.nc")
     _nc(good.isel(time=slice(48, None)), bad / "wb-dup" / "b.nc")
     add("wb-dup")
@@ -134,6 +136,15 @@ def _damaged_stores(w: Path) -> None:
     meta.write_text(json.dumps(doc))
 
 
+def _damaged_archives(w: Path) -> None:
+    chunk = w / "archives/corrupt.zarr/t2m/c.0.0.0.0"
+    raw = bytearray(chunk.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    (w / "archives/deleted.zarr/t2m/c.1.0.0.0").unlink()
+    (w / "archives/meta.zarr/t2m/zarr.json").write_text("{not json")
+
+
 def _user_files(w: Path) -> None:
     (w / "mydocs").mkdir()
     (w / "mydocs/thesis.txt").write_text("months of work\n")
@@ -152,6 +163,11 @@ def _user_files(w: Path) -> None:
     xr.Dataset({"t2m": ("time", np.zeros(2))}).to_netcdf(w / "synth-clash/2m_temperature/2m_temperature_2010_5.625deg.nc")
     (w / "synth-holidays").mkdir()
     (w / "synth-holidays/BJ_Holiday.txt").write_text("20991231\n")
+    spec = json.loads((w / RUN / "spec.json").read_text())
+    for name, change in {"abc": {"hid_S": "abc"}, "huge": {"hid_S": 100000000}, "unknown": {"hid_Q": 1},
+                         "negative": {"N_T": -1}}.items():
+        doc = {**spec, "run_dir": str(w / f"runs/spec-{name}"), "model": {**spec["model"], **change}}
+        (w / f"spec-{name}.json").write_text(json.dumps(doc))
     (w / "bad-catalogs").mkdir()
     (w / "bad-catalogs/syntax.yaml").write_text("datasets:\n  x: {kind: taxibj,\n  y: [\n")
     (w / "bad-catalogs/field.yaml").write_text(yaml.safe_dump({"datasets": {"x": {**TINY_WB, "time_step": "hourly"}}}))
@@ -218,7 +234,14 @@ def workspace(tmp_path_factory):
                 ingest(args[1])
             result = runner.invoke(app, args)
             assert result.exit_code == 0, (args, result.output)
+        for name in ("corrupt", "deleted", "meta"):
+            result = runner.invoke(app, ["forecast", "tiny-wb", "--checkpoint", str(w / RUN / "best.pt"), "--out",
+                                         str(w / f"outputs/fc-{name}"), "--device", "cpu", "--init-time",
+                                         "2010-01-05T00:00/2010-01-05T06:00/6h", "--archive-path",
+                                         str(w / f"archives/{name}.zarr")])
+            assert result.exit_code == 0, result.output
         _damaged_stores(w)
+        _damaged_archives(w)
         _user_files(w)
         read_only = _read_only(w / "locked")
         yield {"root": w, "env": env, "read_only": read_only}
@@ -286,6 +309,10 @@ CASES = {
                                                                    "time step of the files is 2h", "expects 1h"]),
     "ingest: off the step grid": Case(["ingest", "wb-off-grid"], 1, ["wb-off-grid/t2m.nc", "off the 1h grid"]),
     "ingest: wrong grid": Case(["ingest", "wb-wrong-grid"], 1, ["grid is 9x13", "expects 10x13"]),
+    "ingest: units that do not convert": Case(["ingest", "wb-wrong-units"], 1, [
+        "wb-wrong-units/t2m.nc", "variable 't2m' is in 'm s**-1', the catalog expects 'K'"]),
+    "ingest: units UDUNITS does not know": Case(["ingest", "wb-unknown-units"], 1, [
+        "wb-unknown-units/t2m.nc", "'bananas' is not a unit UDUNITS knows"]),
     "ingest: no training data": Case(["ingest", "wb-no-train"], 1, ["no data in the training period"]),
     "ingest: truncated NetCDF4": Case(["ingest", "wb-truncated-nc4"], 1, ["wb-truncated-nc4/t2m.nc",
                                                                           "not a readable NetCDF file"]),
@@ -387,6 +414,16 @@ CASES = {
                                         [f"{W}/list.json", "not a train spec"]),
     "train: spec of another data set": Case(["train", "tiny-bj", "--spec", f"{W}/{RUN}/spec.json"], 2,
                                             ["--spec", "'tiny-wb', not 'tiny-bj'"]),
+    "train: spec with a text size": Case(["train", "tiny-wb", "--spec", f"{W}/spec-abc.json"], 1,
+                                         [f"{W}/spec-abc.json", "field model.hid_S: must be an integer >= 1, got 'abc'"]),
+    "train: spec with a huge model": Case(["train", "tiny-wb", "--spec", f"{W}/spec-huge.json"], 1,
+                                          [f"{W}/spec-huge.json", "field model: a SimVP of", "available"]),
+    "train: spec with an unknown setting": Case(["train", "tiny-wb", "--spec", f"{W}/spec-unknown.json"], 1,
+                                                [f"{W}/spec-unknown.json", "field model.hid_Q: not a SimVP setting"]),
+    "train: spec with a negative depth": Case(["train", "tiny-wb", "--spec", f"{W}/spec-negative.json"], 1,
+                                              [f"{W}/spec-negative.json", "field model.N_T: must be an integer >= 1"]),
+    "train: resume with another lr": Case(TRAIN + ["--resume", "--out", f"{W}/{RUN}", "--lr", "0.5"], 1,
+                                          ["last.pt: cannot resume with a different training config", "->0.5"]),
     # evaluate
     "evaluate: no checkpoint": Case(["evaluate", "tiny-wb"], 2, ["--checkpoint"]),
     "evaluate: missing checkpoint": Case(["evaluate", "tiny-wb", "--checkpoint", f"{W}/none.pt"], 1,
@@ -454,6 +491,18 @@ CASES = {
                                                 "--init-time", "2010-01-01T12:00"], 1, ["chunk c/0/0/0/0 is corrupt"]),
     "forecast: missing chunk": Case(FORECAST + ["--out", f"{W}/x", "--store", f"{W}/damaged/missing-chunk.zarr"], 1,
                                     ["is missing"]),
+    "forecast: archive with a corrupt chunk": Case(FORECAST + ["--out", f"{W}/x", "--archive-path",
+                                                          f"{W}/archives/corrupt.zarr"], 1, [
+        f"{W}/archives/corrupt.zarr", "damaged archive: array 't2m' chunk c.0.0.0.0 is corrupt"]),
+    "forecast: archive replacing a corrupt chunk": Case(FORECAST + ["--out", f"{W}/x", "--init-time", "2010-01-05T00:00",
+                                                               "--archive-path", f"{W}/archives/corrupt.zarr"], 1, [
+        f"{W}/archives/corrupt.zarr", "chunk c.0.0.0.0 is corrupt"]),
+    "forecast: archive with a deleted chunk": Case(FORECAST + ["--out", f"{W}/x", "--archive-path",
+                                                          f"{W}/archives/deleted.zarr"], 1, [
+        f"{W}/archives/deleted.zarr", "array 't2m' chunk c.1.0.0.0 is missing"]),
+    "forecast: archive with damaged metadata": Case(FORECAST + ["--out", f"{W}/x", "--archive-path",
+                                                           f"{W}/archives/meta.zarr"], 1, [
+        f"{W}/archives/meta.zarr", "array 't2m': its metadata (t2m/zarr.json) cannot be read"]),
     "forecast: no GPU": Case(FORECAST + ["--out", f"{W}/x", "--device", "cuda"], 2, ["--device"]),
     # report
     "report: no forecast": Case(["report", f"{W}/nothing.zarr", "--out", f"{W}/r"], 1,
@@ -490,6 +539,12 @@ CASES = {
                                          [f"{W}/mydocs", "is a folder, not a simcast verification"]),
     "verify: out is the store": Case(["verify", "tiny-wb", "--out", f"{W}/stores/tiny-wb.zarr"], 1,
                                      ["tiny-wb.zarr", "is a simcast store, not a simcast verification"]),
+    "verify: archive with a corrupt chunk": Case(["verify", "tiny-wb", "--archive-path", f"{W}/archives/corrupt.zarr"],
+                                                 1, [f"{W}/archives/corrupt.zarr", "chunk c.0.0.0.0 is corrupt"]),
+    "verify: archive with a deleted chunk": Case(["verify", "tiny-wb", "--archive-path", f"{W}/archives/deleted.zarr"],
+                                                 1, [f"{W}/archives/deleted.zarr", "chunk c.1.0.0.0 is missing"]),
+    "verify: archive with damaged metadata": Case(["verify", "tiny-wb", "--archive-path", f"{W}/archives/meta.zarr"],
+                                                  1, [f"{W}/archives/meta.zarr", "array 't2m': its metadata"]),
     "verify: batch size zero": Case(["verify", "tiny-wb", "--batch-size", "0"], 2, ["--batch-size", "must be >= 1"]),
     # synthetic data
     "synth: unknown variable": Case(["synth", "weatherbench", "--out", f"{W}/s", "--variables", "sst"], 2,
@@ -532,5 +587,33 @@ def test_bad_input_ends_in_one_line_and_changes_nothing(ws, name, monkeypatch):
     assert "Traceback" not in result.output
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     for text in case.says:
+        assert text.format(w=w) in lines[0], (text, lines[0])
+    assert _tree_digest(w) == before, "the workspace changed"
+
+
+REPLAY_CASES = {  # python -m flows.replay, a front end like the command: args -> (exit code, the line says)
+    "replay: a user's folder": (["weather", "--work", f"{W}/mydocs"], 1, [f"{W}/mydocs", "not a simcast replay"]),
+    "replay: a user's file": (["weather", "--work", f"{W}/plain.txt"], 1, [f"{W}/plain.txt", "is a file"]),
+    "replay: a store": (["weather", "--work", f"{W}/stores/tiny-wb.zarr"], 1, ["is a simcast store"]),
+    "replay: zero epochs": (["weather", "--work", f"{W}/r", "--epochs", "0"], 2, ["--epochs", "must be >= 1"]),
+    "replay: negative days": (["traffic", "--work", f"{W}/r", "--days", "-1"], 2, ["--days", "must be >= 1"]),
+    "replay: bad device": (["weather", "--work", f"{W}/r", "--device", "banana"], 2, ["--device", "'banana'"]),
+    "replay: unknown sample": (["rain", "--work", f"{W}/r"], 2, ["invalid choice: 'rain'"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(REPLAY_CASES))
+def test_replay_refuses_in_one_line_and_changes_nothing(ws, name, capsys):
+    from flows import replay
+
+    args, code, says = REPLAY_CASES[name]
+    w = ws["root"]
+    before = _tree_digest(w)
+    with pytest.raises(SystemExit) as e:
+        replay.main([a.format(w=w) for a in args])
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert e.value.code == code and len(lines) == 1 and lines[0].startswith("error: "), lines
+    for text in says:
         assert text.format(w=w) in lines[0], (text, lines[0])
     assert _tree_digest(w) == before, "the workspace changed"
