@@ -346,7 +346,7 @@ def _metrics_table(metrics: dict, info: dict):
 
 
 def _skill_lines(metrics: dict, metric: str) -> list[str]:
-    from .report import skill_summary
+    from .report.tables import skill_summary
 
     hours = metrics.get("model", {}).get("lead_hours") or []
     return skill_summary(metrics, metric, hours) if hours else []

@@ -36,8 +36,7 @@ from ..timefmt import format_lead, format_time, lead_label, parse_lead
 from .html import _html, _markdown
 from .maps import lead_metrics_plot, metric_forecasters, render_forecast_maps
 from .scorecard import scorecard_plot
-from .style import label
-from .tables import IN_UNITS, METRIC_NAMES, behind, forecasters, metrics_table, units_of
+from .tables import IN_UNITS, METRIC_NAMES, forecasters, metrics_table, skill_summary, units_of
 
 
 # ---- content -------------------------------------------------------------------------------------
@@ -77,50 +76,6 @@ def provenance_rows(fc: xr.Dataset, forecast_path: Path, truth_path: str) -> lis
     return [(k, v) for k, v in rows if v != ""]
 
 
-def _lead_ranges(hours: list[float], step: float) -> str:
-    """[1, 2, 3, 7] (step 1) -> '+1 h to +3 h, +7 h': leads one step apart joined."""
-    def text(h):
-        return format_lead(pd.Timedelta(hours=h))
-    runs = [[hours[0]]] if hours else []
-    for h in hours[1:]:
-        if abs(h - runs[-1][-1] - step) < 1e-9:
-            runs[-1].append(h)
-        else:
-            runs.append([h])
-    return ", ".join(text(r[0]) if len(r) == 1 else f"{text(r[0])} to {text(r[-1])}" for r in runs)
-
-
-def skill_summary(metrics: dict, metric: str, lead_hours: list[float]) -> list[str]:
-    """Plain sentences: at which leads the model is behind each other forecaster on `metric`, and at which of
-    them the difference is significant (its 95% block-bootstrap interval excludes zero); "better" is claimed only
-    where the interval supports it."""
-    name = METRIC_NAMES.get(metric, metric)
-    step = lead_hours[1] - lead_hours[0] if len(lead_hours) > 1 else 1.0
-    has_intervals = "versus" in metrics.get("model", {})
-
-    def leads(idx):
-        return "every lead" if len(idx) == len(lead_hours) else _lead_ranges([lead_hours[i] for i in idx], step)
-
-    out = []
-    for other, r in behind(metrics, metric).items():
-        who = {"previous_day": "the previous day", "fitted": "the fitted linear forecast"}.get(other, label(other))
-        if not r["worse"]:
-            text = f"The model scores better than {who} at every lead ({name})"
-        else:
-            text = f"The model is behind {who} at {leads(r['worse'])} ({name})"
-        if has_intervals:
-            sig_worse, sig_better = r["significant"], r["significantly_better"]
-            parts = []
-            if sig_better:
-                parts.append(f"significantly better at {leads(sig_better)}")
-            if sig_worse:
-                parts.append(f"significantly worse at {leads(sig_worse)}")
-            text += "; " + (" and ".join(parts) if parts else "no difference is significant") + \
-                " (95% block-bootstrap interval)"
-        out.append(text + ".")
-    return out
-
-
 # ---- writers -------------------------------------------------------------------------------------
 
 def read_metrics(path: str | Path) -> dict:
@@ -155,7 +110,7 @@ def run(spec: ReportSpec) -> dict:
 def verification_link(folder: str | Path, out_dir: str | Path) -> tuple[str, str]:
     """(link from the report folder to the verification page, one sentence about it) for a folder written by
     `simcast verify`; one line when it is not one."""
-    from ..verify import FILES, read_verification, summary_line
+    from .verification import FILES, read_verification, summary_line
 
     folder = Path(folder).absolute()
     result = read_verification(folder)

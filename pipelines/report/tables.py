@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..scoring import BASELINES, METRICS
+from ..timefmt import format_lead
 
 TABLE_METRICS = tuple(METRICS)
 METRIC_NAMES = {name: m.label for name, m in METRICS.items()}
@@ -128,4 +129,49 @@ def behind(metrics: dict, metric: str) -> dict[str, dict[str, list[int]]]:
         sig = model.get("versus", {}).get(name, {}).get(metric, {}).get("significant")
         out[name] = {"worse": worse, "significant": [i for i in worse if sig and sig[i] == -1],
                      "significantly_better": [i for i, s in enumerate(sig or []) if s == 1]}
+    return out
+
+
+def _lead_ranges(hours: list[float], step: float) -> str:
+    """[1, 2, 3, 7] (step 1) -> '+1 h to +3 h, +7 h': leads one step apart joined."""
+    def text(h):
+        return format_lead(pd.Timedelta(hours=h))
+    runs = [[hours[0]]] if hours else []
+    for h in hours[1:]:
+        if abs(h - runs[-1][-1] - step) < 1e-9:
+            runs[-1].append(h)
+        else:
+            runs.append([h])
+    return ", ".join(text(r[0]) if len(r) == 1 else f"{text(r[0])} to {text(r[-1])}" for r in runs)
+
+
+def skill_summary(metrics: dict, metric: str, lead_hours: list[float]) -> list[str]:
+    """Plain sentences: at which leads the model is behind each other forecaster on `metric`, and at which of
+    them the difference is significant (its 95% block-bootstrap interval excludes zero); "better" is claimed only
+    where the interval supports it."""
+    name = METRIC_NAMES.get(metric, metric)
+    step = lead_hours[1] - lead_hours[0] if len(lead_hours) > 1 else 1.0
+    has_intervals = "versus" in metrics.get("model", {})
+
+    def leads(idx):
+        return "every lead" if len(idx) == len(lead_hours) else _lead_ranges([lead_hours[i] for i in idx], step)
+
+    out = []
+    for other, r in behind(metrics, metric).items():
+        who = {"previous_day": "the previous day", "fitted": "the fitted linear forecast"}.get(
+            other, other.replace("_", " "))
+        if not r["worse"]:
+            text = f"The model is not behind {who} at any lead ({name})"
+        else:
+            text = f"The model is behind {who} at {leads(r['worse'])} ({name})"
+        if has_intervals:
+            sig_worse, sig_better = r["significant"], r["significantly_better"]
+            parts = []
+            if sig_better:
+                parts.append(f"significantly better at {leads(sig_better)}")
+            if sig_worse:
+                parts.append(f"significantly worse at {leads(sig_worse)}")
+            text += "; " + (" and ".join(parts) if parts else "no difference is significant") + \
+                " (95% block-bootstrap interval)"
+        out.append(text + ".")
     return out

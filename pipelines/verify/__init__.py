@@ -41,14 +41,13 @@ from data_catalog.schema import Scoring
 from ..forecast.archive import open_archive, reading_archive
 from ..forecast.output import forecast_variables
 from ..outputs import claim, ensure_writable, write_atomic
+from ..report.verification import FILES, read_verification, summary_line  # noqa: F401 (the verify stage's files)
 from ..scoring import ArchivedForecast, Batch, Room, json_safe, main_metric, results
 from ..specs import VerifySpec
 from ..store import open_store, reading
 from ..timeaxis import ns
 from ..timefmt import iso_minutes
 
-FILES = {"json": "verification.json", "netcdf": "verification.nc", "html": "verification.html",
-         "markdown": "verification.md"}
 POLICY = ("Each (init time, lead time) pair is scored once its valid time is in the store: a forecast whose "
           "truth has partly arrived is scored at the leads whose truth is in. Valid times missing from the store "
           "are skipped (not scored), later ones await their truth. Model and baselines are scored on the same "
@@ -229,30 +228,3 @@ def run(spec: VerifySpec) -> dict:
               "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "simcast_version": __version__, "policy": POLICY, **result}
     return {"result": result, "paths": write_verification(result, spec.out)}
-
-
-def read_verification(folder: str | Path) -> dict:
-    """verification.json of a verification folder; one line when it is not one."""
-    path = Path(folder) / FILES["json"]
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(folder, "holds no verification.json (written by simcast verify)") from None
-    except (OSError, ValueError) as e:
-        raise InputError(path, f"not a readable verification file ({e})") from None
-
-
-def summary_line(result: dict) -> str:
-    """One sentence: what was verified and how the model compares with persistence on the main metric."""
-    from ..report.tables import METRIC_NAMES
-
-    c, metric = result["counts"], result.get("main_metric", "rmse")
-    units = set(result.get("units", {}).values())
-    unit = f" {units.pop()}" if len(units) == 1 else ""
-    m = result["metrics"]
-    text = (f"{c['verified_init_times']} of {c['init_times']} archived forecasts verified "
-            f"({result['first_init_time'][:16]} .. {result['last_init_time'][:16]}, {c['scored']} lead times)")
-    model, persistence = m["model"].get(metric), m.get("persistence", {}).get(metric)
-    if isinstance(model, (int, float)) and isinstance(persistence, (int, float)):
-        text += f"; {METRIC_NAMES.get(metric, metric)} model {model:.4g}{unit}, persistence {persistence:.4g}{unit}"
-    return text + "."

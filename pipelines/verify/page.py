@@ -127,7 +127,7 @@ def page_blocks(result: dict, plot: str | None, scorecard: str | None = None) ->
     blocks += [("h2", f"{name} by lead time" + (f" [{units}]" if units and metric in IN_UNITS else "")),
                ("table", *lead_table(result["metrics"], metric, result["lead_hours"], samples),
                 "Bold: best at that lead. samples: init times scored at that lead.")]
-    from ..report import skill_summary
+    from ..report.tables import skill_summary
 
     sentences = skill_summary(result["metrics"], metric, result["lead_hours"])
     if sentences:

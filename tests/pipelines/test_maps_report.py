@@ -211,7 +211,7 @@ def test_report_html_and_markdown(era5_store, tmp_path):
         assert (out / link).is_file(), link
 
     md = result["markdown"].read_text()
-    assert "| forecaster | RMSE [K] | RMSE (lat-weighted) [K] | MAE [K] |" in md
+    assert "| forecaster | RMSE [K] | RMSE (area-weighted) [K] | MAE [K] |" in md
     assert "| model | **1.21** | **1.18** | **0.93** |" in md
     assert "| persistence | 2.77 | 2.7 | 2.1 |" in md
     assert "| previous day | 1.41 |  | 1.1 |" in md
@@ -264,7 +264,7 @@ def test_report_refuses_a_folder_that_is_not_a_report(era5_store, tmp_path):
 
 
 def test_the_report_says_at_which_leads_the_model_is_behind():
-    from pipelines.report import skill_summary
+    from pipelines.report.tables import skill_summary
 
     metrics = {"model": {"by_lead": {"rmse": [1, 2, 3, 4, 5, 6]}},
                "persistence": {"by_lead": {"rmse": [0.5, 3, 4, 5, 6, 7]}},
@@ -273,7 +273,7 @@ def test_the_report_says_at_which_leads_the_model_is_behind():
     assert skill_summary(metrics, "rmse", [0.5, 1, 1.5, 2, 2.5, 3]) == [
         "The model is behind persistence at +30 min (RMSE).",
         "The model is behind the previous day at +1 h 30 min to +2 h, +3 h (RMSE).",
-        "The model beats climatology at every lead (RMSE)."]
+        "The model is not behind climatology at any lead (RMSE)."]
     hours = list(range(1, 49))
     series = {"model": [2.0] * 48, "persistence": [3.0] * 48}
     for i in (0, 22, 23, 24, 25, 26, 45, 46, 47):
@@ -283,6 +283,15 @@ def test_the_report_says_at_which_leads_the_model_is_behind():
         "The model is behind persistence at +1 h, +23 h to +27 h, +46 h to +48 h (RMSE)."]
     acc = {"model": {"by_lead": {"acc": [0.9, 0.5]}}, "persistence": {"by_lead": {"acc": [0.95, 0.4]}}}
     assert skill_summary(acc, "acc", [1, 2]) == ["The model is behind persistence at +1 h (ACC)."]
+    # with intervals, which differences are significant: "better" only where the interval supports it
+    acc["model"]["versus"] = {"persistence": {"acc": {"significant": [0, 1]}}}
+    assert skill_summary(acc, "acc", [1, 2]) == [
+        "The model is behind persistence at +1 h (ACC); significantly better at +2 h (95% block-bootstrap interval)."]
+    acc["model"]["versus"]["persistence"]["acc"]["significant"] = [-1, 0]
+    assert skill_summary(acc, "acc", [1, 2]) == [
+        "The model is behind persistence at +1 h (ACC); significantly worse at +1 h (95% block-bootstrap interval)."]
+    acc["model"]["versus"]["persistence"]["acc"]["significant"] = [0, 0]
+    assert skill_summary(acc, "acc", [1, 2])[0].endswith("no difference is significant (95% block-bootstrap interval).")
 
 
 def test_lead_plot_marks_the_trained_horizon(tmp_path, monkeypatch):
