@@ -251,6 +251,10 @@ class TrainSpec(Spec):
     resume: bool = option(False, help="continue the run in --out (default: the newest run of NAME) from last.pt")
     preset: str = option(help="released configuration: model size and recipe (default: the catalog's)")
     translator: Literal["gsta", "incepu", "tau"] = option(help="SimVP translator (default: the catalog's)")
+    anchor_init: Literal["fitted", "zero"] = option(
+        "fitted", help="with the model's anchor_trend and a residual lag of one day: start the per-lead trend "
+                       "weights at the fitted linear forecast's least-squares values on the training split (an "
+                       "untrained model is that forecast) or at zero (the previous day)")
     model: dict[str, Any] = derived(help="SimVP arguments: the preset's model with the catalog's overrides")
     window: WindowSpec = derived()
     training: TrainConfig = derived()

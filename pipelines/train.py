@@ -15,6 +15,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 import simvp
 from data_catalog import CatalogError
 from simvp.checkpoint import CheckpointError, load_checkpoint, model_config, to_json
@@ -153,6 +156,26 @@ def _check_resumable(spec: TrainSpec, meta: dict, model) -> None:
                               "use the same settings or a new run folder")
 
 
+def start_at_fitted_forecast(model, ds, config) -> bool:
+    """Set the model's per-lead trend weights to the fitted linear forecast's coefficients (pipelines/scoring:
+    least squares on the training split; the same in normalized units, which only shift and scale), so that the
+    untrained model is that forecast. Only where the residual lag is one day, the fitted forecast's; the weights
+    stay at zero otherwise. A resumed run then loads its own weights over these."""
+    import torch
+
+    from .scoring.forecasters import Fitted, StoreFrames
+    from .scoring.regions import grid_regions
+
+    step = pd.Timedelta(ds.attrs["time_step"])
+    if config.residual_lag is None or config.residual_lag * step != pd.Timedelta(days=1):
+        return False
+    frames = StoreFrames(ds, np.arange(1, model.out_frames + 1), "cpu")
+    a = Fitted(frames, grid_regions(ds).weights).coefficients.mean(axis=1)  # (leads,): one weight per lead
+    with torch.no_grad():
+        model.trend_weight.copy_(torch.as_tensor(a, dtype=model.trend_weight.dtype))
+    return True
+
+
 def run(spec: TrainSpec, progress: bool = True, log=None) -> TrainOutcome:
     """Train SimVP as the spec says; returns the run folder, the best checkpoint and the training record."""
     device = resolve_device(spec.training.device)
@@ -183,6 +206,8 @@ def run(spec: TrainSpec, progress: bool = True, log=None) -> TrainOutcome:
     check_fits(spec, config, device)
     seed_everything(spec.training.seed)  # before the model is built: the seed fixes its initial weights
     model = simvp.SimVP(config)
+    if config.anchor_trend and spec.anchor_init == "fitted":
+        start_at_fitted_forecast(model, ds, config)
     meta = {
         "dataset": spec.dataset,
         "preset": spec.preset,

@@ -136,3 +136,23 @@ def test_shipped_training_defaults_fit_their_windows(stores):
             torch.testing.assert_close(y, x[:, [1 + k % 24 for k in range(48)]])
     with pytest.raises(CatalogError, match="residual_lag 24 must lie between"):
         TrainSpec.from_catalog("era5-uk-t2m", store=stores["era5"], input=12)
+
+
+def test_an_untrained_anchor_trend_model_is_the_fitted_forecast(stores):
+    """anchor_init 'fitted' (the default): the trend weights start at the fitted forecast's coefficients, so the
+    untrained model scores exactly as the fitted linear forecast; 'zero' starts at the previous day."""
+    from pipelines.predict import model_predictor
+    from pipelines.train import start_at_fitted_forecast
+
+    ds = open_store(stores["era5"])
+    spec = TrainSpec.from_catalog("era5-uk-t2m", store=stores["era5"], output=12)
+    assert spec.anchor_init == "fitted"
+    w = Windows(ds, "test", spec.window)
+    config = spec.simvp_config(w.shape[1], w.shape[2:])
+    model = simvp.SimVP(config).eval()
+    assert start_at_fitted_forecast(model, ds, config)
+    metrics, _, _ = evaluate(w, model_predictor(model, w, 12, torch.device("cpu")), progress=False)
+    assert metrics["model"]["rmse_weighted"] == pytest.approx(metrics["fitted"]["rmse_weighted"], rel=1e-5)
+    assert metrics["model"]["by_lead"]["mae"] == pytest.approx(metrics["fitted"]["by_lead"]["mae"], rel=1e-5)
+    odd = spec.simvp_config(w.shape[1], w.shape[2:]).__class__(**{**config.__dict__, "residual_lag": 12})
+    assert not start_at_fitted_forecast(simvp.SimVP(odd), ds, odd)  # not a day: the fitted lag does not apply
