@@ -154,7 +154,7 @@ def test_deploy_and_run_the_training_and_forecast_deployments(procs, tmp_path):
                  "report/maps/t2m_lead06h.png"):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "eval-test/metrics.json").read_text())
-    assert set(metrics) == {"model", "persistence", "previous_day", "climatology"}
+    assert set(metrics) == {"model", "persistence", "previous_day", "climatology", "fitted", "scorecard"}
     artifacts = {a["key"]: a for a in api_post(api, "/artifacts/filter", {})}
     assert "| persistence |" in artifacts["tiny-wb-training"]["data"]
     assert json.loads(artifacts["tiny-wb-metrics"]["data"])[0]["forecaster"] == "model"

@@ -106,7 +106,7 @@ def test_weatherbench_train_then_forecast_then_map_report(tiny):
         assert (run_dir / name).exists(), name
     assert open_store(out["store"]).attrs["dataset"] == "tiny-wb"
     metrics = json.loads(Path(out["metrics"]).read_text())
-    assert list(metrics) == ["model", "persistence", "previous_day", "climatology"]
+    assert list(metrics) == ["model", "persistence", "previous_day", "climatology", "fitted", "scorecard"]
     assert set(tasks) == {"ingest tiny-wb", "train tiny-wb", "evaluate tiny-wb (test)", "forecast tiny-wb",
                           "maps and report", "publish-training"}
     assert json.loads((run_dir / "spec.json").read_text())["training"]["seed"] == 1

@@ -43,7 +43,7 @@ def test_train_evaluate_forecast_report(tiny):
 
     metrics_path = _ok(runner.invoke(app, ["evaluate", "tiny", "--checkpoint", best, "--out", str(tiny / "eval")]))
     metrics = json.loads(open(metrics_path).read())
-    assert list(metrics) == ["model", "persistence", "previous_day", "climatology"]
+    assert list(metrics) == ["model", "persistence", "previous_day", "climatology", "fitted", "scorecard"]
     assert len(metrics["model"]["by_lead"]["rmse"]) == 6 and metrics["model"]["rmse_weighted"] > 0
 
     # 15 h from a 6 -> 6 model: rollout, with time features for the future frames
