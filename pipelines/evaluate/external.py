@@ -22,8 +22,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import InputError
-from ..ingest.readers.wb2 import find_variable, lat_lon_names
-from ..ingest.readers.weatherbench import canonical_longitudes
+from ..ingest.readers import canonical_longitudes, find_variable, lat_lon_names
 from ..remote import open_zarr, resolve
 from ..timefmt import format_lead, iso_minutes
 
