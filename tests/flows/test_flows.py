@@ -116,7 +116,7 @@ def test_weatherbench_train_then_forecast_then_map_report(tiny):
                  (run_dir / "report/report.html").as_uri(), "t2m_lead06h", "best.pt"):
         assert text in md, text
     table = json.loads(artifacts["tiny-wb-metrics"]["data"])
-    assert [r["forecaster"] for r in table] == ["model", "persistence", "previous day", "climatology"]
+    assert [r["forecaster"] for r in table] == ["model", "persistence", "previous day", "climatology", "fitted"]
     assert any(k.startswith("RMSE") and "[K]" in k for k in table[0])
     assert (run_dir / "report/report.html").as_uri() in artifacts["tiny-wb-report"]["data"]
     assert artifacts["tiny-wb-report"]["type"] == "markdown" or artifacts["tiny-wb-report"]["type"] == "link"

@@ -71,8 +71,9 @@ def test_train_evaluate_forecast_report(tiny):
                                    "--truth", str(tiny / "stores/tiny.zarr"), "--metrics", long_path, "--lead", "6"]))
     assert html.endswith("report.html") and list((tiny / "report").rglob("*.png"))
     page = open(html).read()
-    assert "(RMSE (lat-weighted))." in page and ("The model beats persistence at every lead" in page
-                                                 or "The model is behind persistence at" in page)
+    assert "(RMSE (area-weighted))" in page and ("The model is not behind persistence at any lead" in page
+                                                  or "The model is behind persistence at" in page)
+    assert "95% block-bootstrap interval" in page and "scorecard.png" in page
 
 
 @pytest.mark.slow
