@@ -437,6 +437,8 @@ CASES = {
     "evaluate: another data set's model": Case(["evaluate", "tiny-wb", "--checkpoint", BJ_CKPT], 1,
                                                ["bj-run/best.pt", "trained on channels"]),
     "evaluate: bad split": Case(EVAL + ["--split", "holdout"], 2, ["--split", "'test'"]),
+    "evaluate: unknown scorecard reference": Case(EVAL + ["--reference", "hres"], 2,
+                                                  ["--reference", "'hres'", "fitted"]),
     "evaluate: out is a user folder": Case(EVAL + ["--out", f"{W}/mydocs"], 1, [f"{W}/mydocs",
                                                                                 "not a simcast evaluation"]),
     "evaluate: out is a file": Case(EVAL + ["--out", f"{W}/plain.txt"], 1, [f"{W}/plain.txt", "is a file"]),

@@ -26,7 +26,8 @@ from ..checkpoints import load_for_store, window_spec
 from ..errors import InputError
 from ..outputs import claim, ensure_writable, write_atomic
 from ..predict import horizon_steps, model_predictor
-from ..scoring import Batch, ExternalForecast, ModelForecast, Room, json_safe, main_metric, results
+from ..scoring import (BASELINES, Batch, ExternalForecast, ModelForecast, Room, check_reference, json_safe,
+                       main_metric, results)
 from ..settings import resolve_device
 from ..specs import EvaluateSpec, parse_external
 from ..store import open_store, physical_floor, reading
@@ -138,6 +139,7 @@ def run(spec: EvaluateSpec, progress: bool = True) -> tuple[dict, dict, dict[str
     """Score a checkpoint on a split of its store next to the reference forecasts; write the evaluation folder."""
     claim(spec.out, "evaluation")
     ensure_writable(spec.out.parent)
+    check_reference(spec.reference, ["model", *BASELINES, *(parse_external(t)[0] for t in spec.external)])
     dev = resolve_device(spec.device)
     ds = open_store(spec.store)
     model, ckpt = load_for_store(spec.checkpoint, ds, spec.store)

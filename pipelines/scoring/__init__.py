@@ -13,13 +13,13 @@ block-bootstrap intervals and a scorecard against a reference.
 `evaluate` (windows of a split) and `verify` (archived init times) only choose the init times and build batches.
 """
 
-from .engine import Room, Scores, main_metric, results, scorecard
+from .engine import Room, Scores, check_reference, main_metric, results, scorecard
 from .forecasters import (BASELINES, LABELS, ArchivedForecast, Batch, ExternalForecast, ModelForecast,
                           days_back, index_of)
 from .metrics import CONVENTIONS, METRICS
 from .tally import Forecast
 
-__all__ = ["Room", "Scores", "main_metric", "results", "scorecard", "BASELINES", "LABELS", "ArchivedForecast",
+__all__ = ["Room", "Scores", "check_reference", "main_metric", "results", "scorecard", "BASELINES", "LABELS", "ArchivedForecast",
            "Batch", "ExternalForecast", "ModelForecast", "days_back", "index_of", "CONVENTIONS", "METRICS",
            "Forecast", "json_safe"]
 

@@ -34,6 +34,12 @@ SCORECARD_METRICS = ("rmse_weighted", "rmse", "mae_weighted", "mae", "acc", "mas
                      "mae_paper")
 
 
+def check_reference(given: str | None, forecasters) -> None:
+    """Refuse a scorecard reference that will not be scored, before any work."""
+    if given and given not in forecasters:
+        raise UsageError("reference", f"{given!r} is not one of the forecasters scored here: {', '.join(forecasters)}")
+
+
 def main_metric(names) -> str:
     """The metric reports lead with: area-weighted RMSE on lon/lat grids, else RMSE."""
     return "rmse_weighted" if "rmse_weighted" in names else "rmse"

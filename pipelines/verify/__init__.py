@@ -42,7 +42,7 @@ from ..forecast.archive import open_archive, reading_archive
 from ..forecast.output import forecast_variables
 from ..outputs import claim, ensure_writable, write_atomic
 from ..report.verification import FILES, read_verification, summary_line  # noqa: F401 (the verify stage's files)
-from ..scoring import ArchivedForecast, Batch, Room, json_safe, main_metric, results
+from ..scoring import BASELINES, ArchivedForecast, Batch, Room, check_reference, json_safe, main_metric, results
 from ..specs import VerifySpec
 from ..store import open_store, reading
 from ..timeaxis import ns
@@ -218,6 +218,7 @@ def run(spec: VerifySpec) -> dict:
     forecasts; write the verification folder. Returns {"result": scores, "paths": {json, netcdf, html, markdown,
     plot, scorecard_plot, dir}}."""
     claim(spec.out, "verification")
+    check_reference(spec.reference, ["model", *BASELINES])
     with reading_archive(spec.archive_path), open_archive(spec.archive_path, spec.dataset) as archive:
         store = open_store(spec.store)
         names = _check_pair(archive, store, spec.archive_path, spec.store, spec.dataset)
