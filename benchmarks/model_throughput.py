@@ -2,6 +2,7 @@
 
 Paths (--paths; the default compares the first and the last):
   eager      fp32, NCHW, no compilation
+  tf32       eager with TF32 on for matmuls and cuDNN convolutions
   bf16       bf16 autocast + channels_last, no compilation
   compiled   fp32 + torch.compile
   optimized  bf16 autocast + channels_last + torch.compile
@@ -40,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import simvp  # noqa: E402
 from data_catalog.presets import load_preset, preset_names  # noqa: E402
 
-PATHS = ("eager", "bf16", "compiled", "optimized")
+PATHS = ("eager", "tf32", "bf16", "compiled", "optimized")
 DEFAULT_PATHS = ["eager", "optimized"]
 USES_BF16 = {"bf16", "optimized"}
 USES_COMPILE = {"compiled", "optimized"}
@@ -127,6 +128,9 @@ def run_worker(spec: dict) -> dict:
     if spec["strict_fp32"]:  # otherwise PyTorch defaults: cuDNN convolutions may use TF32
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
+    if spec["path"] == "tf32":
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = True
     model = make_model(spec, device)
     x, y = make_batch(model, spec["batch"], device)
     result: dict = {}
