@@ -74,7 +74,7 @@ class Sizes:
     window_model: dict = field(default_factory=dict)  # overrides of the weatherbench preset's model
     torchrun_steps: int | None = 20
     budgets: dict = field(default_factory=lambda: dict(
-        environment=30, chain=170, throughput=170, openstl_fps=40, input_path=80, torchrun=40))
+        environment=10, chain=160, throughput=160, openstl_fps=40, input_path=70, torchrun=30))
 
 
 # The CPU dry run: 6 h out and every 6th window of the ERA5 sample, every 4th of NYBike, two small steps an epoch; on the
@@ -187,7 +187,9 @@ def environment(check: Check) -> dict:
 
 def train_args(check: Check, dataset: str, device: str, seed: int) -> list[str]:
     sizes = check.sizes
-    args = ["train", dataset, "--device", device, "--seed", str(seed), "--epochs", str(sizes.epochs)]
+    run_dir = check.work / "runs" / f"{dataset}-{device}-seed{seed}"  # runs beside each other: one folder each
+    args = ["train", dataset, "--device", device, "--seed", str(seed), "--epochs", str(sizes.epochs),
+            "--out", str(run_dir)]
     if sizes.max_steps_per_epoch:
         args += ["--max-steps-per-epoch", str(sizes.max_steps_per_epoch)]
     return args + sizes.train_options.get(dataset, [])
