@@ -105,7 +105,8 @@ def evaluate(w: Windows, predict: Callable, batch_size: int = 64, progress: bool
         "reference": ds.attrs["reference"],
         "regions": list(ds["region"].values),
         "climatology": ds.attrs["climatology"],
-        "fitted_coefficients": np.round(room.references[-1].coefficients, 4).tolist(),
+        "fitted_coefficients": np.round(next(f for f in room.references if f.name == "fitted").coefficients,
+                                        4).tolist(),
         "intervals": ds.attrs["intervals"],
         "conventions": json.loads(ds.attrs["conventions"]),
     }

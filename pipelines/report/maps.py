@@ -16,7 +16,6 @@ import inspect
 import json
 import logging
 import os
-import uuid
 import warnings
 from pathlib import Path
 
@@ -29,12 +28,12 @@ import xarray as xr
 from cartopy.feature import ShapelyFeature
 from cartopy.io import shapereader
 from cartopy.mpl.ticker import LatitudeFormatter, LatitudeLocator, LongitudeFormatter, LongitudeLocator
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..errors import UsageError
 from ..forecast.output import cell_bounds, forecast_variables
 from ..timefmt import format_lead, format_time, lead_label, parse_lead
+from .figures import save_png as _save
 from .style import label, style
 from .tables import METRIC_NAMES, forecasters as table_forecasters
 
@@ -252,21 +251,6 @@ def select_leads(forecast: xr.Dataset, leads=None) -> list[int]:
 
 
 # ---- drawing -------------------------------------------------------------------------------------
-
-def _save(fig: Figure, path: Path) -> Path:
-    """Write the PNG beside its target, then rename: readers never see a half-written image."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.png"
-    try:
-        FigureCanvasAgg(fig)
-        fig.savefig(tmp, format="png", dpi=fig.dpi, facecolor="white")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        fig.clear()
-    return path
-
 
 def _map_axes(fig: Figure, rect, grid: _Grid, proj, coast, first: bool):
     if not grid.georef:

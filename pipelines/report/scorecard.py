@@ -4,17 +4,15 @@ matplotlib's Agg canvas without pyplot; written atomically."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from ..timefmt import format_lead
+from .figures import save_png
 from .style import label
 from .tables import METRIC_NAMES
 
@@ -64,12 +62,4 @@ def scorecard_plot(metrics: dict, path: str | Path, lead_hours: list[float], met
     bar.set_label(f"% better than {label(card['reference'])}", fontsize=8)
     ax.set_title(title or f"Scorecard: {METRIC_NAMES.get(metric, metric)} against {label(card['reference'])} "
                           "(dot: significant, 95%)", fontsize=9)
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.png"
-    try:
-        FigureCanvasAgg(fig)
-        fig.savefig(tmp, format="png", facecolor="white")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_png(fig, path)

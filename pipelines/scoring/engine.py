@@ -21,7 +21,7 @@ import torch
 import xarray as xr
 
 from data_catalog.schema import Scoring
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..store import physical_floor, properties, store_stats
 from . import bootstrap
 from .climatology import Climatology
@@ -55,7 +55,11 @@ class Room:
         self.lead_steps = np.asarray(lead_steps, dtype=np.int64)
         self.step = pd.Timedelta(ds.attrs["time_step"])
         self.channels = [str(c) for c in ds["channel"].values]
-        self.regions: Regions = grid_regions(ds, scoring.regions, scoring.standard_regions)
+        try:
+            self.regions: Regions = grid_regions(ds, scoring.regions, scoring.standard_regions)
+        except ValueError as e:  # the catalog entry's scoring settings do not fit this grid
+            raise InputError(ds.encoding.get("source", ds.attrs.get("dataset", "store")),
+                             f"the catalog's scoring settings: {e}") from None
         self.frames = StoreFrames(ds, self.lead_steps, self.device)
         self.climatology = Climatology(ds, self.device)
         props = properties(ds)
@@ -66,7 +70,7 @@ class Room:
         self.mask_threshold = scoring.mask_threshold if scoring.mask_threshold is not None else floor
         self.metrics = needed(self.regions.area_weighted, True, image, image and min(ds["data"].shape[2:]) >= 7,
                               self.mask_threshold is not None)
-        self.references = reference_forecasters(ds, self.frames, self.climatology, self.regions.weights)
+        self.references = reference_forecasters(self.frames, self.climatology, self.regions.weights)
 
     def valid_ns(self, init_ns) -> np.ndarray:
         return self.frames.valid_ns(init_ns)
@@ -117,7 +121,7 @@ class Scores:
         rows = np.flatnonzero(self.tally.scored.any(1))
         return rows[np.argsort(self.init_ns[rows], kind="stable")]
 
-    def values(self, name: str, pooled: Pooled) -> dict[str, np.ndarray]:
+    def values(self, pooled: Pooled) -> dict[str, np.ndarray]:
         return {m: self.tally.value(m, pooled) for m in self.tally.metrics}
 
     def channel_names(self) -> list[str]:
@@ -127,9 +131,7 @@ class Scores:
         """The scorecard's reference: `given`, else an external forecast, else the best baseline overall on the
         main metric."""
         if given:
-            if given not in self.forecasters:
-                raise UsageError("reference", f"{given!r} is not one of the forecasters scored here: "
-                                              f"{', '.join(self.forecasters)}")
+            check_reference(given, self.forecasters)
             return given
         external = [f for f in self.forecasters if f != "model" and f not in BASELINES]
         if external:
@@ -160,9 +162,9 @@ class Scores:
         t, F = self.tally, self.forecasters
         ref = self.reference(reference)
         member, counts = bootstrap.block_counts(bootstrap.blocks(self.init_ns[self.active]), resamples)
-        point = {f: (self.values(f, t.pooled(f)), self.values(f, t.pooled(f, over_leads=True))) for f in F}
-        boot = {f: (self.values(f, self._resampled(f, member, counts, False)),
-                    self.values(f, self._resampled(f, member, counts, True))) for f in F}
+        point = {f: (self.values(t.pooled(f)), self.values(t.pooled(f, over_leads=True))) for f in F}
+        boot = {f: (self.values(self._resampled(f, member, counts, False)),
+                    self.values(self._resampled(f, member, counts, True))) for f in F}
         data = {}
         dims = ("forecaster", "lead_time", "channel", "region")
         for m in t.metrics:

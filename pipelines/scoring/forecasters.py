@@ -241,7 +241,6 @@ class ArchivedForecast:
         return Forecast(to_device(values.astype("float32"), self.device))
 
 
-def reference_forecasters(ds: xr.Dataset, frames: StoreFrames, climatology: Climatology,
-                          weights: np.ndarray) -> list:
+def reference_forecasters(frames: StoreFrames, climatology: Climatology, weights: np.ndarray) -> list:
     """The four reference forecasters of a store."""
     return [Persistence(frames), PreviousDay(frames), ClimatologyForecast(climatology), Fitted(frames, weights)]

@@ -85,14 +85,10 @@ class Metric:
         return {"lower": -v, "higher": v, "zero": -np.abs(v)}[self.better]
 
 
-def _sqrt(x):
-    return np.sqrt(x)
-
-
 METRICS: dict[str, Metric] = {m.name: m for m in [
-    Metric("rmse", "RMSE", True, "lower", "always", True, lambda p: _sqrt(p.per_point("se"))),
+    Metric("rmse", "RMSE", True, "lower", "always", True, lambda p: np.sqrt(p.per_point("se"))),
     Metric("rmse_weighted", "RMSE (area-weighted)", True, "lower", "area", True,
-           lambda p: _sqrt(p.per_point("wse", weighted=True))),
+           lambda p: np.sqrt(p.per_point("wse", weighted=True))),
     Metric("mae", "MAE", True, "lower", "always", True, lambda p: p.per_point("ae")),
     Metric("mae_weighted", "MAE (area-weighted)", True, "lower", "area", True,
            lambda p: p.per_point("wae", weighted=True)),
@@ -105,7 +101,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("ssim", "SSIM", False, "higher", "image", False, lambda p: p.per_pair("ssim", per_channel=True)),
     Metric("psnr", "PSNR", False, "higher", "image", False, lambda p: p.per_pair("psnr")),
     Metric("masked_mae", "masked MAE", True, "lower", "masked", True, lambda p: p.ratio("ae_m", "n_m")),
-    Metric("masked_rmse", "masked RMSE", True, "lower", "masked", True, lambda p: _sqrt(p.ratio("se_m", "n_m"))),
+    Metric("masked_rmse", "masked RMSE", True, "lower", "masked", True, lambda p: np.sqrt(p.ratio("se_m", "n_m"))),
     Metric("masked_mape", "masked MAPE", False, "lower", "masked", True, lambda p: p.ratio("ape_m", "n_m")),
 ]}
 

@@ -3,16 +3,14 @@ Markdown (report/html.py). Figures are drawn on matplotlib's Agg canvas without 
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
+from ..report.figures import save_png
 from ..report.html import page_html, page_markdown
 from ..report.scorecard import scorecard_plot
 from ..report.style import label, style
@@ -66,14 +64,7 @@ def skill_plot(result: dict, path: Path, metric: str) -> Path | None:
     axes[-1].set_xlabel("init time", fontsize=8)
     axes[0].legend(fontsize=8, ncols=4, loc="lower left", bbox_to_anchor=(0, 1.12), frameon=False)
     fig.suptitle(f"{METRIC_NAMES.get(metric, metric)} over init time: {result['dataset']}", fontsize=10)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.png"
-    try:
-        FigureCanvasAgg(fig)
-        fig.savefig(tmp, format="png", facecolor="white")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_png(fig, path)
 
 
 def init_table(result: dict, metric: str) -> tuple[list[str], list[list[str]]]:

@@ -12,7 +12,7 @@ import torch
 import xarray as xr
 
 from data_catalog.schema import Region, Scoring
-from pipelines.errors import UsageError
+from pipelines.errors import InputError, UsageError
 from pipelines.scoring import Batch, Room
 from pipelines.scoring.bootstrap import blocks
 from pipelines.scoring.climatology import Climatology, day_of_year
@@ -367,3 +367,5 @@ def test_catalog_scoring_settings_reach_the_room():
     ds = global_store()
     room = Room(ds, [1], scoring=Scoring(regions={"box": Region(lat=(0, 30), lon=(0, 40))}, standard_regions=False))
     assert room.regions.names == ["global", "box"]
+    with pytest.raises(InputError, match="the catalog's scoring settings: regions: 'nowhere' holds no point"):
+        Room(ds, [1], scoring=Scoring(regions={"nowhere": Region(lat=(1, 2), lon=(1, 2))}))
